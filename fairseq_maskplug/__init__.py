@@ -1,0 +1,21 @@
+"""fairseq-maskplug: smarter masking for masked-LM pre-training, as a fairseq user dir.
+
+``fairseq-train --user-dir fairseq_maskplug`` (or ``common.user_dir=`` under
+``fairseq-hydra-train``) imports this package, which registers its tasks,
+criterions and models.
+"""
+
+import importlib.util
+import os
+
+# torch >= 2.6 loads checkpoints with weights_only=True, which refuses fairseq's
+# checkpoints (they pickle argparse/omegaconf objects). setdefault: a user's own
+# choice wins.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+# masking/ is pure torch and must import without fairseq; everything that
+# registers with fairseq is imported only where fairseq is installed.
+if importlib.util.find_spec("fairseq") is not None:
+    from . import tasks  # noqa: E402,F401
+
+__version__ = "0.1.0"

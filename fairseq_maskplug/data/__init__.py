@@ -1,0 +1,1 @@
+"""fairseq-side data helpers: vocabulary tables, checked datasets, corpus preparation."""

@@ -1,0 +1,49 @@
+"""Choose which units of each sequence are predicted.
+
+Everything here is vectorised over the batch and runs on the tokens' device;
+the randomness comes in as tensors drawn beforehand (see :mod:`.draws`), so the
+result does not depend on the device.
+"""
+
+import torch
+
+
+def stochastic_counts(num_units: torch.Tensor, ratio, rounding_noise: torch.Tensor) -> torch.Tensor:
+    """Long (B,): ``floor(ratio * num_units + u)`` with ``u ~ U[0, 1)``, capped at
+    ``num_units`` (stock ``MaskTokensDataset``'s rounding, so the expected count
+    is exactly ``ratio * num_units``).
+
+    Args:
+        num_units: (B,) number of units per sequence.
+        ratio: a float, or a (B,) float tensor of per-sequence ratios.
+        rounding_noise: (B,) float64 uniforms in [0, 1).
+    """
+    expected = num_units.to(torch.float64) * ratio
+    counts = torch.floor(expected + rounding_noise.to(expected.device)).long()
+    return torch.minimum(counts, num_units)
+
+
+def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Bool (B, L): per row, the ``counts[b]`` eligible positions of lowest score.
+
+    Args:
+        scores: (B, L) float; lower is chosen first. Uniform scores give a
+            uniform subset; ``-log(u) / q`` (exponential races) gives sampling
+            without replacement proportional to ``q``.
+        eligible: (B, L) bool; only these can be chosen.
+        counts: (B,) long, at most the number of eligible positions per row.
+
+    Ties are broken by position (stable sort), identically on every device.
+    """
+    ranked = torch.where(eligible, scores, torch.full_like(scores, float("inf")))
+    order = torch.argsort(ranked, dim=1, stable=True)
+    rank_is_chosen = torch.arange(scores.size(1), device=scores.device).unsqueeze(0) < counts.unsqueeze(1)
+    chosen = torch.zeros_like(eligible)
+    return chosen.scatter(1, order, rank_is_chosen)
+
+
+def expand_units(unit_value: torch.Tensor, start_index: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
+    """(B, L): every maskable position takes the value its unit start holds in
+    ``unit_value`` (B, L); non-maskable positions take False / 0."""
+    spread = unit_value.gather(1, start_index)
+    return torch.where(maskable, spread, torch.zeros_like(spread))

@@ -1,0 +1,204 @@
+"""``masked_lm_plus``: stock ``masked_lm`` data, masks drawn on the device per update.
+
+The datasets deliver clean token blocks; :class:`~fairseq_maskplug.masking.Masker`
+turns each batch into the stock masked-LM batch (``net_input.src_tokens``
+corrupted, ``target`` the original id at predicted positions and pad elsewhere)
+inside :meth:`train_step` / :meth:`valid_step`. Training masks are a pure
+function of (``--seed``, update number, the batch's sample ids); validation
+always uses one fixed standard mask (uniform tokens, ``--valid-mask-prob``,
+80/10/10, fixed seed) so that validation losses of different arms compare.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from fairseq import metrics, utils
+from fairseq.data import (
+    Dictionary,
+    IdDataset,
+    NestedDictionaryDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    RightPadDataset,
+    SortDataset,
+    data_utils,
+)
+from fairseq.tasks import register_task
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+
+from ..data.vocab_check import VocabCheckedDataset
+from ..data.vocabulary import replacement_weights, word_start_table
+from ..masking import CorruptionRule, Masker, seeded_generator
+
+logger = logging.getLogger(__name__)
+
+STANDARD_VALID_RULE = CorruptionRule(leave_unmasked_prob=0.1, random_token_prob=0.1)
+
+
+class MaskingOptionError(ValueError):
+    """An option of ``masked_lm_plus`` has a value it cannot train with."""
+
+
+@dataclass
+class MaskedLMPlusConfig(MaskedLMConfig):
+    valid_mask_prob: float = field(
+        default=0.15,
+        metadata={
+            "help": "ratio of the fixed standard validation mask (uniform tokens, 80/10/10, "
+            "fixed seed), used whatever the training masking, so validation losses compare"
+        },
+    )
+    valid_mask_seed: int = field(
+        default=1,
+        metadata={"help": "seed of the fixed validation mask (independent of --seed)"},
+    )
+
+
+def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (low_ok and high_ok):
+        interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
+        raise MaskingOptionError(f"--{name.replace('_', '-')} must lie in {interval}, got {value}")
+
+
+def check_masking_options(cfg: MaskedLMPlusConfig):
+    """Raise :class:`MaskingOptionError` for option values masking cannot honour."""
+    _check_unit_interval("mask_prob", cfg.mask_prob, open_low=True, open_high=True)
+    _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
+    _check_unit_interval("leave_unmasked_prob", cfg.leave_unmasked_prob, open_low=False, open_high=False)
+    _check_unit_interval("random_token_prob", cfg.random_token_prob, open_low=False, open_high=False)
+    if cfg.leave_unmasked_prob + cfg.random_token_prob > 1:
+        raise MaskingOptionError(
+            "--leave-unmasked-prob + --random-token-prob must be at most 1 (they are shares of the "
+            f"predicted positions), got {cfg.leave_unmasked_prob} + {cfg.random_token_prob}"
+        )
+    if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
+        raise MaskingOptionError(
+            "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
+            "masked_lm_plus; leave them at 1 / 0"
+        )
+    if cfg.d2v2_multi:
+        raise MaskingOptionError("--d2v2-multi is a data2vec option; masked_lm_plus does not support it")
+
+
+@register_task("masked_lm_plus", dataclass=MaskedLMPlusConfig)
+class MaskedLMPlusTask(MaskedLMTask):
+    """Masked-LM training whose masks are made on the device, per update."""
+
+    cfg: MaskedLMPlusConfig
+
+    def __init__(self, cfg: MaskedLMPlusConfig, dictionary=None):
+        check_masking_options(cfg)
+        super().__init__(cfg, dictionary)
+        self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
+        self.train_masker = self.build_masker(
+            CorruptionRule(cfg.leave_unmasked_prob, cfg.random_token_prob),
+            whole_words=cfg.mask_whole_words,
+        )
+        self.valid_masker = self.build_masker(STANDARD_VALID_RULE, whole_words=False)
+
+    @classmethod
+    def load_dict(cls, cfg):
+        paths = utils.split_paths(cfg.data)
+        if not paths:
+            raise MaskingOptionError("task.data is empty: give the prepared data directory")
+        dict_path = os.path.join(paths[0], "dict.txt")
+        if not os.path.isfile(dict_path):
+            raise FileNotFoundError(
+                f"no dict.txt in the data directory {paths[0]!r} (task.data): prepare one with "
+                "`python scripts/prepare_corpus.py --input CORPUS --out DIR` or fairseq-preprocess"
+            )
+        dictionary = Dictionary.load(dict_path)
+        logger.info("dictionary: %d types", len(dictionary))
+        return dictionary
+
+    def build_masker(self, rule: CorruptionRule, whole_words: bool) -> Masker:
+        d = self.dictionary
+        return Masker(
+            mask_idx=self.mask_idx,
+            pad_idx=d.pad(),
+            special_ids=(d.bos(), d.eos(), d.pad(), self.mask_idx),
+            rule=rule,
+            replacement_weights=replacement_weights(d, self.mask_idx, self.cfg.freq_weighted_replacement),
+            word_start_table=word_start_table(d) if whole_words else None,
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def _load_dataset_split(self, split, epoch, combine):
+        blocks = super()._load_dataset_split(split, epoch, combine)
+        if len(blocks) == 0:
+            raise ValueError(f"split '{split}' of {self.cfg.data!r} holds no tokens")
+        paths = utils.split_paths(self.cfg.data)
+        path = os.path.join(paths[(epoch - 1) % len(paths)], split)
+        return VocabCheckedDataset(blocks, self.num_data_symbols, split, path)
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        """Clean ``<s>``-prefixed token blocks; masks are added per batch."""
+        blocks = self._load_dataset_split(split, epoch, combine)
+        net_input = {
+            "src_tokens": RightPadDataset(blocks, pad_idx=self.source_dictionary.pad()),
+            "src_lengths": NumelDataset(blocks, reduce=False),
+        }
+        if self.cfg.include_index:
+            net_input["src_id"] = IdDataset()
+        dataset = NestedDictionaryDataset(
+            {
+                "id": IdDataset(),
+                "net_input": net_input,
+                "nsentences": NumSamplesDataset(),
+                "ntokens": NumelDataset(blocks, reduce=True),
+            },
+            sizes=[blocks.sizes],
+        )
+        with data_utils.numpy_seed(self.cfg.seed):
+            shuffle = np.random.permutation(len(blocks))
+        self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, blocks.sizes])
+
+    # --------------------------------------------------------------- masking
+
+    def mask_sample(self, sample, masker: Masker, ratio, generator):
+        """A copy of ``sample`` with corrupted ``src_tokens``, ``target`` and
+        the mask counts that :meth:`reduce_metrics` logs."""
+        clean = sample["net_input"]["src_tokens"]
+        masked = masker(clean, ratio, generator)
+        sample = dict(sample)
+        sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
+        sample["target"] = masked.target
+        sample["mask_counts"] = {
+            "mask_predicted": masked.predicted.sum(),
+            "mask_maskable": masked.maskable.sum(),
+        }
+        return sample
+
+    def train_generator(self, sample, update_num):
+        return seeded_generator(self.cfg.seed, update_num, sample["id"].tolist(), stream="train")
+
+    def valid_generator(self, sample):
+        return seeded_generator(self.cfg.valid_mask_seed, 0, sample["id"].tolist(), stream="valid")
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        sample = self.mask_sample(
+            sample, self.train_masker, self.cfg.mask_prob, self.train_generator(sample, update_num)
+        )
+        loss, sample_size, logging_output = super().train_step(
+            sample, model, criterion, optimizer, update_num, ignore_grad
+        )
+        logging_output.update(sample["mask_counts"])
+        return loss, sample_size, logging_output
+
+    def valid_step(self, sample, model, criterion):
+        sample = self.mask_sample(sample, self.valid_masker, self.cfg.valid_mask_prob, self.valid_generator(sample))
+        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        logging_output.update(sample["mask_counts"])
+        return loss, sample_size, logging_output
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        predicted = utils.item(sum(log.get("mask_predicted", 0) for log in logging_outputs))
+        maskable = utils.item(sum(log.get("mask_maskable", 0) for log in logging_outputs))
+        if maskable > 0:
+            metrics.log_scalar("mask_ratio", predicted / maskable, maskable, round=4)

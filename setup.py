@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-maskplug",
+    version="0.1.0",
+    description="Smarter masking for masked-LM pre-training, as a fairseq user dir",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["fairseq_maskplug", "fairseq_maskplug.*"]),
+    package_data={"fairseq_maskplug": ["config/**/*.yaml"]},
+    install_requires=[
+        "torch>=2.6",
+        "fairseq-fixed==0.12.3.1",
+        "numpy",
+        "sentencepiece",
+        "sacremoses",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "plots": ["matplotlib"],
+    },
+)
