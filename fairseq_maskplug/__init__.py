@@ -5,7 +5,6 @@
 criterions and models.
 """
 
-import importlib.util
 import os
 
 # torch >= 2.6 loads checkpoints with weights_only=True, which refuses fairseq's
@@ -15,7 +14,12 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 # masking/ is pure torch and must import without fairseq; everything that
 # registers with fairseq is imported only where fairseq is installed.
-if importlib.util.find_spec("fairseq") is not None:
+try:
+    import fairseq  # noqa: E402,F401
+except ModuleNotFoundError as error:
+    if error.name != "fairseq":
+        raise
+else:
     from . import tasks  # noqa: E402,F401
 
 __version__ = "0.1.0"

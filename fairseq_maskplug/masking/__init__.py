@@ -2,7 +2,7 @@
 whole-word units, 80/10/10 corruption and seeded draws."""
 
 from .corruption import Corruption, CorruptionRule, corrupt
-from .draws import MaskDraws, seeded_generator
+from .draws import MaskDraws, sequence_generator, sequence_seed
 from .masker import MaskedTokens, Masker
 from .selection import expand_units, select_by_rank, stochastic_counts
 from .units import maskable_positions, unit_start_index, unit_starts
@@ -16,7 +16,8 @@ __all__ = [
     "corrupt",
     "expand_units",
     "maskable_positions",
-    "seeded_generator",
+    "sequence_generator",
+    "sequence_seed",
     "select_by_rank",
     "stochastic_counts",
     "unit_start_index",

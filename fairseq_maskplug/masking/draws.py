@@ -1,73 +1,71 @@
-"""Random draws for one masking call: seeded on the CPU, used on any device.
+"""Random draws for masking: one seeded stream per sequence, made on the CPU,
+used on any device.
 
-Masks are a pure function of (seed, update number, the batch's sample ids): the
-generator is seeded from a hash of those, every draw is made on the CPU with a
-fixed shape, and only then moved to the tokens' device. The same batch therefore
-gets the same masks on CPU and GPU, and a resumed run draws what the
-uninterrupted run would have drawn.
+Every sequence of a batch gets its own CPU generator, seeded from a hash of
+(stream, seed, update number, sample id). Its draws are laid out position by
+position, so a sequence's masks depend neither on the other sequences of its
+batch nor on how far the batch is padded, nor on the device: they are a pure
+function of those four values and the sequence. The same sequence is
+therefore masked identically on CPU and GPU, in any batch size, on any number
+of data-parallel ranks, and in a run resumed from a checkpoint.
 """
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
+UNIFORMS_PER_POSITION = 3  # unit score, 80/10/10 decision, replacement-token draw
 
-def seeded_generator(seed: int, update_num: int, sample_ids: Sequence[int], stream: str = "train") -> torch.Generator:
-    """A CPU generator whose state depends only on the arguments.
 
-    ``stream`` separates independent uses of the same batch (training masks,
-    the fixed validation mask, ...).
-    """
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(f"{stream}:{int(seed)}:{int(update_num)}:".encode())
-    digest.update(torch.as_tensor(list(sample_ids), dtype=torch.int64).numpy().tobytes())
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1))
-    return generator
+def sequence_seed(stream: str, seed: int, update_num: int, sample_id: int) -> int:
+    """A 63-bit seed that depends only on the arguments (stable across
+    processes, unlike Python's ``hash``)."""
+    digest = hashlib.blake2b(f"{stream}:{int(seed)}:{int(update_num)}:{int(sample_id)}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1)
+
+
+def sequence_generator(stream: str, seed: int, update_num: int, sample_id: int) -> torch.Generator:
+    """A CPU generator for one sequence's draws."""
+    return torch.Generator(device="cpu").manual_seed(sequence_seed(stream, seed, update_num, sample_id))
 
 
 @dataclass
 class MaskDraws:
-    """Uniform and categorical draws for a (B, L) batch, all on one device.
+    """Uniforms in [0, 1) for a (B, L) batch, float64, on one device.
 
-    unit_scores: (B, L) float64 in [0, 1), the order in which units are chosen.
-    rounding_noise: (B,) float64 in [0, 1), for stochastic rounding of counts.
-    decision_noise: (B, L) float64 in [0, 1), for the 80/10/10 decision.
-    random_tokens: (B, L) long, replacement ids (None when never needed).
+    unit_scores: (B, L), the order in which units are chosen (lowest first).
+    rounding_noise: (B,), for stochastic rounding of the per-sequence count.
+    decision_noise: (B, L), for the 80/10/10 decision.
+    token_noise: (B, L), turned into replacement ids by inverse-CDF lookup.
     """
 
     unit_scores: torch.Tensor
     rounding_noise: torch.Tensor
     decision_noise: torch.Tensor
-    random_tokens: Optional[torch.Tensor]
+    token_noise: torch.Tensor
 
     @classmethod
-    def draw(
-        cls,
-        generator: torch.Generator,
-        shape,
-        replacement_weights: Optional[torch.Tensor],
-        device,
+    def for_sequences(
+        cls, stream: str, seed: int, update_num: int, sample_ids: Sequence[int], length: int, device
     ) -> "MaskDraws":
-        """Draw on the CPU in a fixed order, then move to ``device``.
-
-        ``replacement_weights`` (V,) are the unnormalised probabilities of the
-        random replacement ids; ``None`` skips that draw.
-        """
-        batch, length = shape
-        unit_scores = torch.rand(batch, length, generator=generator, dtype=torch.float64)
-        rounding_noise = torch.rand(batch, generator=generator, dtype=torch.float64)
-        decision_noise = torch.rand(batch, length, generator=generator, dtype=torch.float64)
-        random_tokens = None
-        if replacement_weights is not None:
-            random_tokens = torch.multinomial(
-                replacement_weights, batch * length, replacement=True, generator=generator
-            ).view(batch, length)
-        return cls(
-            unit_scores.to(device),
-            rounding_noise.to(device),
-            decision_noise.to(device),
-            None if random_tokens is None else random_tokens.to(device),
-        )
+        """Draw each sequence's uniforms from its own generator, then move them
+        to ``device``. Layout per sequence: one rounding uniform, then three
+        uniforms per position, so position i's values do not depend on
+        ``length`` (torch's CPU generator fills sequentially)."""
+        rows = [
+            torch.rand(
+                1 + UNIFORMS_PER_POSITION * length,
+                generator=sequence_generator(stream, seed, update_num, sample_id),
+                dtype=torch.float64,
+            )
+            for sample_id in sample_ids
+        ]
+        if rows:
+            uniforms = torch.stack(rows).to(device)
+        else:
+            uniforms = torch.zeros(0, 1 + UNIFORMS_PER_POSITION * length, dtype=torch.float64, device=device)
+        per_position = uniforms[:, 1:].view(len(rows), length, UNIFORMS_PER_POSITION).unbind(-1)
+        unit_scores, decision_noise, token_noise = (u.contiguous() for u in per_position)
+        return cls(unit_scores, uniforms[:, 0].contiguous(), decision_noise, token_noise)

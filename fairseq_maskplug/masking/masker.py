@@ -59,19 +59,34 @@ class Masker:
         self.pad_idx = pad_idx
         self.special_ids = tuple(sorted(set(special_ids) | {pad_idx}))
         self.rule = rule
-        self.replacement_weights = replacement_weights.to(torch.float64)
+        weights = replacement_weights.to(torch.float64)
+        self.replacement_cdf = weights.cumsum(0) / weights.sum()
         self.word_start_table = word_start_table
+        self._on_device = {}
 
-    def draw(self, generator: torch.Generator, tokens: torch.Tensor) -> MaskDraws:
-        """All random numbers one call on ``tokens`` needs, from ``generator``."""
-        weights = self.replacement_weights if self.rule.random_token_prob > 0 else None
-        return MaskDraws.draw(generator, tokens.shape, weights, tokens.device)
+    def _table(self, name: str, device) -> torch.Tensor:
+        """``getattr(self, name)`` on ``device``, copied there once."""
+        key = (name, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self, name).to(device)
+        return self._on_device[key]
 
-    def __call__(self, tokens: torch.Tensor, ratio, generator: torch.Generator) -> MaskedTokens:
-        """Mask ``tokens`` (B, L) at ``ratio`` (float or (B,) tensor) of its units."""
-        draws = self.draw(generator, tokens)
+    def replacement_tokens(self, token_noise: torch.Tensor) -> torch.Tensor:
+        """Long, shape of ``token_noise``: ids drawn from the replacement
+        weights by inverse-CDF lookup of the uniforms (O(log V) each)."""
+        cdf = self._table("replacement_cdf", token_noise.device)
+        return torch.searchsorted(cdf, token_noise, right=True).clamp_(max=cdf.numel() - 1)
+
+    def units(self, tokens: torch.Tensor):
+        """(maskable, unit starts), both (B, L) bool."""
         maskable = maskable_positions(tokens, self.special_ids)
-        starts = unit_starts(tokens, maskable, self.word_start_table)
+        table = None if self.word_start_table is None else self._table("word_start_table", tokens.device)
+        return maskable, unit_starts(tokens, maskable, table)
+
+    def __call__(self, tokens: torch.Tensor, ratio, draws: MaskDraws) -> MaskedTokens:
+        """Mask ``tokens`` (B, L) at ``ratio`` (float or (B,) tensor) of each
+        sequence's units, a uniformly random subset, using ``draws``."""
+        maskable, starts = self.units(tokens)
         counts = stochastic_counts(starts.sum(dim=1), ratio, draws.rounding_noise)
         chosen_starts = select_by_rank(draws.unit_scores, starts, counts)
         return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
@@ -89,7 +104,7 @@ class Masker:
         start_index = unit_start_index(starts)
         predicted = expand_units(chosen_starts, start_index, maskable)
         unit_decision = expand_units(draws.decision_noise, start_index, maskable)
-        random_tokens = draws.random_tokens if draws.random_tokens is not None else tokens
+        random_tokens = self.replacement_tokens(draws.token_noise)
         corruption = corrupt(tokens, predicted, unit_decision, random_tokens, self.mask_idx, self.rule)
         target = torch.where(predicted, tokens, torch.full_like(tokens, self.pad_idx))
         return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption)

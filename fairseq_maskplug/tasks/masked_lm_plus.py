@@ -30,7 +30,7 @@ from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from ..data.vocab_check import VocabCheckedDataset
 from ..data.vocabulary import replacement_weights, word_start_table
-from ..masking import CorruptionRule, Masker, seeded_generator
+from ..masking import CorruptionRule, MaskDraws, Masker
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,10 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     # --------------------------------------------------------------- masking
 
-    def mask_sample(self, sample, masker: Masker, ratio, generator):
+    def mask_sample(self, sample, masker: Masker, ratio, draws: MaskDraws):
         """A copy of ``sample`` with corrupted ``src_tokens``, ``target`` and
         the mask counts that :meth:`reduce_metrics` logs."""
-        clean = sample["net_input"]["src_tokens"]
-        masked = masker(clean, ratio, generator)
+        masked = masker(sample["net_input"]["src_tokens"], ratio, draws)
         sample = dict(sample)
         sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
         sample["target"] = masked.target
@@ -174,15 +173,22 @@ class MaskedLMPlusTask(MaskedLMTask):
         }
         return sample
 
-    def train_generator(self, sample, update_num):
-        return seeded_generator(self.cfg.seed, update_num, sample["id"].tolist(), stream="train")
+    def train_draws(self, sample, update_num) -> MaskDraws:
+        """Training draws: per sequence, from (--seed, update_num, sample id)."""
+        return self._draws(sample, "train", self.cfg.seed, update_num)
 
-    def valid_generator(self, sample):
-        return seeded_generator(self.cfg.valid_mask_seed, 0, sample["id"].tolist(), stream="valid")
+    def valid_draws(self, sample) -> MaskDraws:
+        """The fixed validation draws: per sequence, from (--valid-mask-seed,
+        sample id) only, so every evaluation of every arm sees the same masks."""
+        return self._draws(sample, "valid", self.cfg.valid_mask_seed, 0)
+
+    def _draws(self, sample, stream, seed, update_num) -> MaskDraws:
+        tokens = sample["net_input"]["src_tokens"]
+        return MaskDraws.for_sequences(stream, seed, update_num, sample["id"].tolist(), tokens.size(1), tokens.device)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         sample = self.mask_sample(
-            sample, self.train_masker, self.cfg.mask_prob, self.train_generator(sample, update_num)
+            sample, self.train_masker, self.cfg.mask_prob, self.train_draws(sample, update_num)
         )
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
@@ -191,7 +197,7 @@ class MaskedLMPlusTask(MaskedLMTask):
         return loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):
-        sample = self.mask_sample(sample, self.valid_masker, self.cfg.valid_mask_prob, self.valid_generator(sample))
+        sample = self.mask_sample(sample, self.valid_masker, self.cfg.valid_mask_prob, self.valid_draws(sample))
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(sample["mask_counts"])
         return loss, sample_size, logging_output

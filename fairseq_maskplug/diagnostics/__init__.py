@@ -1,0 +1,1 @@
+"""Measurements on trained models: standard validation loss (more in later issues)."""

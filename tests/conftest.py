@@ -1,0 +1,34 @@
+"""Session fixtures: one small binarised Brown corpus per test run."""
+
+import pytest
+
+from harness import BROWN_ZIP, requires_brown  # noqa: F401  (re-exported for tests)
+
+BROWN_SLICE_DOCUMENTS = 60
+BROWN_SLICE_VOCAB = 1000
+
+
+@pytest.fixture(scope="session")
+def brown_data(tmp_path_factory):
+    """A fairseq data dir from the first 60 Brown documents (sentencepiece,
+    1000 pieces): about 150k tokens, prepared once per test session."""
+    if not BROWN_ZIP.exists():
+        pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
+    from fairseq_maskplug.data.prepare import PrepareOptions, prepare_corpus
+
+    out = tmp_path_factory.mktemp("brown") / "data"
+    prepare_corpus(PrepareOptions(
+        input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB, max_documents=BROWN_SLICE_DOCUMENTS,
+    ))
+    return out
+
+
+@pytest.fixture(scope="session")
+def brown_task(brown_data):
+    """A masked_lm_plus task on the Brown slice with train and valid loaded."""
+    from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+
+    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
+    task.load_dataset("train")
+    task.load_dataset("valid")
+    return task

@@ -1,0 +1,154 @@
+"""Shared test machinery: tiny models, in-process and multi-process fairseq-train,
+checkpoint comparison. Reused by every method's tests."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+USER_DIR = str(REPO_ROOT / "fairseq_maskplug")
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+BROWN_ZIP = SHARED_DATA / "brown.zip"
+BROWN_MAP = SHARED_DATA / "en-brown.map"
+
+requires_brown = pytest.mark.skipif(
+    not BROWN_ZIP.exists(), reason=f"the Brown corpus is not at {BROWN_ZIP} (see ../shared/data/README.md)"
+)
+
+TOKENS_PER_SAMPLE = 64
+TINY_ROBERTA = [
+    "--arch", "roberta_base",
+    "--encoder-layers", "2",
+    "--encoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128",
+    "--encoder-attention-heads", "2",
+    "--max-positions", str(TOKENS_PER_SAMPLE),
+]
+
+# Environment for child processes: one thread each (two ranks share 2 cores),
+# and the repo importable whatever the caller's cwd.
+CHILD_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+
+
+def train_args(
+    data,
+    save_dir,
+    *,
+    task: str = "masked_lm_plus",
+    updates: int = 20,
+    total_updates: int = None,
+    batch_size: int = 8,
+    seed: int = 1,
+    extra: Sequence[str] = (),
+) -> List[str]:
+    """fairseq-train arguments for a tiny RoBERTa (2 layers, width 64) on the CPU.
+
+    ``total_updates`` fixes the LR schedule's length independently of
+    ``updates`` (the stopping point), as a resumed run needs.
+    """
+    total = total_updates or updates
+    return [
+        str(data),
+        "--user-dir", USER_DIR,
+        "--task", task,
+        "--criterion", "masked_lm",
+        *TINY_ROBERTA,
+        "--tokens-per-sample", str(TOKENS_PER_SAMPLE),
+        "--sample-break-mode", "none",
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+        "--lr", "1e-3", "--lr-scheduler", "polynomial_decay",
+        "--warmup-updates", str(max(1, total // 10)), "--total-num-update", str(total),
+        "--max-update", str(updates),
+        "--batch-size", str(batch_size),
+        "--cpu", "--num-workers", "0", "--seed", str(seed),
+        "--save-dir", str(save_dir), "--no-epoch-checkpoints",
+        "--validate-interval-updates", str(total),
+        "--log-format", "simple", "--log-interval", "5",
+        *extra,
+    ]
+
+
+def train_in_process(args: Sequence[str]):
+    """Run fairseq-train's main in this process (as ``fairseq-train ARGS``)."""
+    from fairseq import distributed_utils, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train
+
+    parser = options.get_training_parser()
+    namespace = options.parse_args_and_arch(parser, input_args=list(args))
+    distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+
+
+def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = "") -> subprocess.CompletedProcess:
+    """Run ``fairseq-train ARGS`` in a child process; ``preamble`` is Python run
+    before fairseq is imported (to block a module, say). Raises on failure with
+    the child's output."""
+    code = preamble + "\nimport sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"fairseq-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int = 300) -> List[str]:
+    """Run ``world_size`` ranks of fairseq-train on the CPU with gloo (the flags
+    DESIGN.md gives); returns each rank's combined output. Raises if any fails."""
+    port = free_port()
+    procs = []
+    for rank in range(world_size):
+        rank_args = [
+            *args,
+            "--distributed-world-size", str(world_size),
+            "--distributed-backend", "gloo",
+            "--distributed-no-spawn",
+            "--distributed-init-method", f"tcp://127.0.0.1:{port}",
+            "--distributed-rank", str(rank),
+            "--ddp-backend", "legacy_ddp",
+        ]
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "fairseq_cli.train", *rank_args],
+            env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=timeout)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for rank, (proc, out) in enumerate(zip(procs, outputs)):
+        if proc.returncode != 0:
+            raise AssertionError(f"rank {rank} failed ({proc.returncode}):\n{out[-6000:]}")
+    return outputs
+
+
+def checkpoint_state(path) -> Dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def max_param_difference(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
+    """Largest absolute difference over all parameters; keys must match."""
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def logged_values(output: str, key: str, kind: str = "train_inner") -> List[float]:
+    """Values of ``key=`` in fairseq's simple-format ``kind`` log lines."""
+    pattern = re.compile(rf"\| {kind} \|.*?\b{key}=([-\d.e+inf]+)")
+    return [float(m.group(1)) for m in pattern.finditer(output)]

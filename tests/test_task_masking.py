@@ -1,0 +1,139 @@
+"""masked_lm_plus on Brown batches: statistics against stock MaskTokensDataset,
+whole words, and the seeding rule (seed, update, sample ids)."""
+
+import torch
+from fairseq.data import MaskTokensDataset
+
+from fairseq_maskplug.data.vocabulary import word_start_table
+from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+
+
+def batches(task, split="train", batch_size=32, limit=None):
+    itr = task.get_batch_iterator(
+        task.dataset(split), max_sentences=batch_size, max_positions=task.max_positions(), seed=1
+    ).next_epoch_itr(shuffle=False)
+    for i, sample in enumerate(itr):
+        if limit is not None and i >= limit:
+            return
+        yield sample
+
+
+def shares(predicted, masked, randomised, kept):
+    n = predicted.sum().item()
+    return n, masked.sum().item() / n, randomised.sum().item() / n, kept.sum().item() / n
+
+
+def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
+    """Same Brown blocks, masked by masked_lm_plus and by stock MaskTokensDataset.
+
+    Tolerances (about 100k predicted tokens each): realised ratio 0.15 ± 0.003,
+    <mask>/random/kept shares 0.8/0.1/0.1 ± 0.01. The one intended difference:
+    stock may select <s> and </s> (its ratio counts them), ours never does, so
+    ours is measured over maskable tokens and stock's over all tokens.
+    """
+    task = brown_task
+    d = task.dictionary
+    blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset  # clean <s>-prefixed blocks
+    stock_src, stock_tgt = MaskTokensDataset.apply_mask(
+        blocks, d, pad_idx=d.pad(), mask_idx=task.mask_idx, seed=1, mask_prob=0.15,
+        leave_unmasked_prob=0.1, random_token_prob=0.1,
+    )
+    ours = {"predicted": 0, "maskable": 0, "mask": 0, "random": 0, "kept": 0}
+    stock = {"predicted": 0, "tokens": 0, "mask": 0, "random": 0, "kept": 0, "specials": 0}
+    specials = torch.tensor([d.bos(), d.eos()])
+    samples = list(batches(task))
+    for update in range(3 * len(samples)):  # three passes: fresh masks each (update number / epoch)
+        sample = samples[update % len(samples)]
+        stock_src.set_epoch(1 + update // len(samples))
+        stock_tgt.set_epoch(1 + update // len(samples))
+        m = task.train_masker(sample["net_input"]["src_tokens"], 0.15, task.train_draws(sample, update))
+        assert not torch.isin(sample["net_input"]["src_tokens"][m.predicted], specials).any()
+        c = m.corruption
+        for key, value in (("predicted", m.predicted), ("maskable", m.maskable), ("mask", c.replaced_by_mask),
+                           ("random", c.replaced_by_random), ("kept", c.kept)):
+            ours[key] += value.sum().item()
+        for index in sample["id"].tolist():
+            clean, src, tgt = blocks[index], stock_src[index], stock_tgt[index]
+            predicted = tgt != d.pad()
+            stock["predicted"] += predicted.sum().item()
+            stock["tokens"] += len(clean)
+            stock["mask"] += (src[predicted] == task.mask_idx).sum().item()
+            stock["kept"] += (src[predicted] == clean[predicted]).sum().item()
+            stock["specials"] += torch.isin(clean[predicted], specials).sum().item()
+        stock["random"] = stock["predicted"] - stock["mask"] - stock["kept"]
+    assert ours["predicted"] > 90_000
+    assert abs(ours["predicted"] / ours["maskable"] - 0.15) < 0.003
+    assert abs(stock["predicted"] / stock["tokens"] - 0.15) < 0.003
+    for key, share in (("mask", 0.8), ("random", 0.1), ("kept", 0.1)):
+        assert abs(ours[key] / ours["predicted"] - share) < 0.01, key
+        # stock's "kept" includes random draws that hit the original id; the bound covers that
+        assert abs(stock[key] / stock["predicted"] - share) < 0.01, key
+    assert stock["specials"] > 0  # the documented difference: stock does select <s>/</s>
+
+
+def test_whole_word_masking_on_brown_never_splits_a_word(brown_data):
+    task = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, mask_whole_words=True, seed=1)
+    )
+    task.load_dataset("train")
+    starts_table = word_start_table(task.dictionary)
+    checked_words = 0
+    for update, sample in enumerate(batches(task, limit=20)):
+        tokens = sample["net_input"]["src_tokens"]
+        m = task.train_masker(tokens, 0.15, task.train_draws(sample, update))
+        for row in range(tokens.size(0)):
+            maskable = m.maskable[row]
+            begins = maskable & (starts_table[tokens[row]] | torch.cat([torch.tensor([True]), ~maskable[:-1]]))
+            word_id = begins.long().cumsum(0)
+            for w in torch.unique(word_id[maskable]):
+                picked = m.predicted[row][maskable & (word_id == w)]
+                assert picked.all() or not picked.any()
+                checked_words += 1
+    assert checked_words > 5000
+
+
+def test_train_masks_depend_on_seed_update_and_ids_only(brown_task):
+    task = brown_task
+    sample = next(batches(task))
+    first = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 7))
+    again = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 7))
+    later = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 8))
+    assert torch.equal(first["net_input"]["src_tokens"], again["net_input"]["src_tokens"])
+    assert torch.equal(first["target"], again["target"])
+    assert not torch.equal(first["target"], later["target"])
+    assert sample["net_input"]["src_tokens"].ne(first["net_input"]["src_tokens"]).any()  # the input is clean
+
+
+def test_validation_mask_is_fixed_and_standard(brown_data):
+    """The validation mask ignores the training options: same masks for a
+    task trained with whole words, 30 % and no 80/10/10 as for the default."""
+    default = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
+    unusual = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
+        data=str(brown_data), tokens_per_sample=64, seed=5, mask_prob=0.3, mask_whole_words=True,
+        leave_unmasked_prob=0.0, random_token_prob=0.0,
+    ))
+    masked_rows = []
+    for task in (default, unusual):
+        task.load_dataset("valid")
+        rows = {}
+        for sample in batches(task, "valid", batch_size=16 if task is default else 48):
+            masked = task.mask_sample(sample, task.valid_masker, 0.15, task.valid_draws(sample))
+            lengths = sample["net_input"]["src_lengths"].tolist()
+            for row, (index, n) in enumerate(zip(sample["id"].tolist(), lengths)):
+                rows[index] = masked["net_input"]["src_tokens"][row, :n]
+        masked_rows.append(rows)
+    assert masked_rows[0].keys() == masked_rows[1].keys()
+    for index, tokens in masked_rows[0].items():
+        assert torch.equal(tokens, masked_rows[1][index])
+    mask_share = torch.cat(list(masked_rows[0].values())).eq(default.mask_idx).float().mean().item()
+    assert abs(mask_share - 0.15 * 0.8) < 0.01
+
+
+def test_word_start_table_marks_sentencepiece_word_pieces(brown_task):
+    d = brown_task.dictionary
+    table = word_start_table(d)
+    assert table[d.index("\u2581the")]
+    assert not table[d.bos()] and not table[brown_task.mask_idx]
+    continuation = [i for i, s in enumerate(d.symbols) if i >= d.nspecial and not s.startswith("\u2581")][0]
+    assert not table[continuation]
+    assert 0.3 < table.float().mean().item() < 0.95
