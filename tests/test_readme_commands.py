@@ -1,0 +1,82 @@
+"""The README's fairseq-train and fairseq-hydra-train examples run as written,
+with tiny-model overrides appended (later flags win in both CLIs)."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from harness import CHILD_ENV, REPO_ROOT, TOKENS_PER_SAMPLE, logged_values
+
+TINY_FLAGS = (
+    "--encoder-layers 2 --encoder-embed-dim 64 --encoder-ffn-embed-dim 128 --encoder-attention-heads 2 "
+    f"--tokens-per-sample {TOKENS_PER_SAMPLE} --max-positions {TOKENS_PER_SAMPLE} --sample-break-mode none "
+    "--cpu --max-update 5 --total-num-update 5 --warmup-updates 1 --num-workers 0 --log-format simple --log-interval 1"
+)
+TINY_HYDRA = (
+    "+model.encoder_layers=2 +model.encoder_embed_dim=64 +model.encoder_ffn_embed_dim=128 "
+    f"+model.encoder_attention_heads=2 model.max_positions={TOKENS_PER_SAMPLE} task.tokens_per_sample={TOKENS_PER_SAMPLE} "
+    "task.sample_break_mode=none common.fp16=false common.cpu=true common.log_format=simple common.log_interval=1 "
+    "optimization.max_update=5 optimization.update_freq=[1] lr_scheduler.warmup_updates=1 dataset.num_workers=0"
+)
+
+
+def readme_command(marker: str) -> str:
+    """The README's bash block containing ``marker``, continuations joined."""
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    matching = [b for b in blocks if marker in b]
+    assert len(matching) == 1, f"README should hold exactly one bash block with {marker!r}"
+    return matching[0].replace("\\\n", " ")
+
+
+def run_in_repo(command: str, tmp_path) -> str:
+    env = dict(CHILD_ENV, PATH=os.path.dirname(os.sys.executable) + os.pathsep + CHILD_ENV["PATH"])
+    result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def test_readme_fairseq_train_example(brown_data, tmp_path):
+    command = readme_command("fairseq-train data/brown").replace("data/brown", str(brown_data))
+    output = run_in_repo(f"{command.strip()} {TINY_FLAGS} --save-dir {tmp_path / 'ckpt'}", tmp_path)
+    assert logged_values(output, "num_updates")[-1] == 5
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_readme_hydra_example(brown_data, tmp_path):
+    command = readme_command("fairseq-hydra-train").replace("$PWD/data/brown", str(brown_data))
+    overrides = f"{TINY_HYDRA} checkpoint.save_dir={tmp_path / 'ckpt'} hydra.run.dir={tmp_path / 'hydra'}"
+    output = run_in_repo(f"{command.strip()} {overrides}", tmp_path)
+    updates = re.findall(r"num_updates[=: ](\d+)", output)
+    assert updates and int(updates[-1]) == 5, output[-2000:]
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "bash scripts/quickstart.sh" in readme and "bash scripts/test.sh" in readme
+    assert "bash scripts/test.sh" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_quickstart_runs_end_to_end(tmp_path):
+    """The quickstart with its default corpus (Brown), a few updates: it ends
+    by printing the checkpoint, the log and the validation loss; a second run
+    on the same --out reuses the corpus and resumes."""
+    if not (REPO_ROOT.parent / "shared" / "data" / "brown.zip").exists():
+        pytest.skip("the default corpus ../shared/data/brown.zip is absent")
+    out = tmp_path / "qs"
+    first = run_in_repo(f"bash scripts/quickstart.sh --updates 4 --out {out}", tmp_path)
+    assert "corpus: the Brown corpus" in first
+    assert re.search(r"validation loss: \d+\.\d+ bits per predicted token", first)
+    assert f"checkpoint:      {out}/checkpoints/checkpoint_last.pt" in first
+    second = run_in_repo(f"bash scripts/quickstart.sh --updates 6 --out {out}", tmp_path)
+    assert "reusing the corpus prepared in" in second
+    assert "Loaded checkpoint" in second and "updates:         6" in second
+
+
+def test_quickstart_rejects_unknown_options(tmp_path):
+    result = subprocess.run(["bash", "scripts/quickstart.sh", "--update", "5"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown option --update (valid: --corpus PATH, --updates N, --out DIR)" in result.stderr
