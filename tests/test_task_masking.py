@@ -105,12 +105,14 @@ def test_train_masks_depend_on_seed_update_and_ids_only(brown_task):
 
 
 def test_validation_mask_is_fixed_and_standard(brown_data):
-    """The validation mask ignores the training options: same masks for a
-    task trained with whole words, 30 % and no 80/10/10 as for the default."""
+    """The validation mask ignores the training options and the batch layout:
+    the same masks for every sequence with seed 5, whole words, 30 %, 70/30/0
+    and frequency-weighted replacement as with the defaults, in batches of 48
+    instead of 16."""
     default = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
     unusual = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
         data=str(brown_data), tokens_per_sample=64, seed=5, mask_prob=0.3, mask_whole_words=True,
-        leave_unmasked_prob=0.0, random_token_prob=0.0,
+        leave_unmasked_prob=0.0, random_token_prob=0.3, freq_weighted_replacement=True,
     ))
     masked_rows = []
     for task in (default, unusual):
@@ -137,3 +139,46 @@ def test_word_start_table_marks_sentencepiece_word_pieces(brown_task):
     continuation = [i for i, s in enumerate(d.symbols) if i >= d.nspecial and not s.startswith("\u2581")][0]
     assert not table[continuation]
     assert 0.3 < table.float().mean().item() < 0.95
+
+
+def test_frequency_weighted_replacement_follows_dictionary_counts(brown_data):
+    """With --freq-weighted-replacement, '▁the' (the most frequent piece) takes
+    its dict.txt share of the random replacements (±25 % relative over ~20k
+    draws); uniform replacement gives it about 1/V."""
+    shares = {}
+    for weighted in (False, True):
+        task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
+            data=str(brown_data), tokens_per_sample=64, seed=1, random_token_prob=0.5, leave_unmasked_prob=0.0,
+            freq_weighted_replacement=weighted,
+        ))
+        task.load_dataset("train")
+        the, drawn, total = task.dictionary.index("\u2581the"), 0, 0
+        for update, sample in enumerate(batches(task, limit=60)):
+            m = task.train_masker(sample["net_input"]["src_tokens"], 0.3, task.train_draws(sample, update))
+            replaced = m.src_tokens[m.corruption.replaced_by_random]
+            drawn += (replaced == the).sum().item()
+            total += replaced.numel()
+        shares[weighted] = drawn / total
+    counts = torch.tensor(task.dictionary.count[task.dictionary.nspecial:], dtype=torch.float64)
+    expected = task.dictionary.count[the] / counts.sum().item()
+    assert total > 15_000
+    assert abs(shares[True] - expected) < 0.25 * expected
+    assert shares[False] < 0.2 * expected
+
+
+def test_sharded_data_paths_rotate_by_epoch(brown_data, tmp_path):
+    """data=A:B reads A in epoch 1 and B in epoch 2, as stock masked_lm does."""
+    import shutil
+
+    shard = tmp_path / "shard2"
+    shard.mkdir()
+    shutil.copy(brown_data / "dict.txt", shard / "dict.txt")
+    for ext in ("bin", "idx"):
+        shutil.copy(brown_data / f"valid.{ext}", shard / f"train.{ext}")
+    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=f"{brown_data}:{shard}", tokens_per_sample=64, seed=1))
+    task.load_dataset("train", epoch=1)
+    first = len(task.dataset("train"))
+    task.load_dataset("train", epoch=2)
+    second = len(task.dataset("train"))
+    task.load_dataset("valid")
+    assert first > second == len(task.dataset("valid"))

@@ -97,8 +97,9 @@ class MaskedLMPlusTask(MaskedLMTask):
         self.train_masker = self.build_masker(
             CorruptionRule(cfg.leave_unmasked_prob, cfg.random_token_prob),
             whole_words=cfg.mask_whole_words,
+            frequency_weighted=cfg.freq_weighted_replacement,
         )
-        self.valid_masker = self.build_masker(STANDARD_VALID_RULE, whole_words=False)
+        self.valid_masker = self.build_masker(STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -115,14 +116,14 @@ class MaskedLMPlusTask(MaskedLMTask):
         logger.info("dictionary: %d types", len(dictionary))
         return dictionary
 
-    def build_masker(self, rule: CorruptionRule, whole_words: bool) -> Masker:
+    def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
         d = self.dictionary
         return Masker(
             mask_idx=self.mask_idx,
             pad_idx=d.pad(),
             special_ids=(d.bos(), d.eos(), d.pad(), self.mask_idx),
             rule=rule,
-            replacement_weights=replacement_weights(d, self.mask_idx, self.cfg.freq_weighted_replacement),
+            replacement_weights=replacement_weights(d, self.mask_idx, frequency_weighted),
             word_start_table=word_start_table(d) if whole_words else None,
         )
 
