@@ -3,11 +3,13 @@ once, and summarise a finished run.
 
     python -m fairseq_maskplug.quickstart data OUT_DIR [--corpus PATH]
         prints the prepared data dir (OUT_DIR/data), preparing it when needed
-    python -m fairseq_maskplug.quickstart summary SAVE_DIR LOG_FILE
-        prints where the checkpoint and log are and the validation loss
+    python -m fairseq_maskplug.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
+        prints where the checkpoint and log are, the validation loss, and the
+        unigram entropy of the data as a reference point
 """
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -56,7 +58,18 @@ def prepared_data(out: Path, corpus: str = None) -> Path:
     return data
 
 
-def summary(save_dir: Path, log_file: Path) -> str:
+def unigram_entropy_bits(dict_path: Path) -> float:
+    """Entropy of the piece frequencies in dict.txt: the loss of a model that
+    predicts every masked piece without looking at its context."""
+    from fairseq.data import Dictionary
+
+    dictionary = Dictionary.load(str(dict_path))
+    counts = [c for c in dictionary.count[dictionary.nspecial:] if c > 0]
+    total = sum(counts)
+    return -sum(c / total * math.log2(c / total) for c in counts)
+
+
+def summary(save_dir: Path, log_file: Path, data: Path) -> str:
     import torch
 
     last = save_dir / "checkpoint_last.pt"
@@ -73,6 +86,10 @@ def summary(save_dir: Path, log_file: Path) -> str:
             f"validation loss: {extra['val_loss']:.3f} bits per predicted token "
             f"(fixed standard 15% mask; best {extra.get('best', extra['val_loss']):.3f})"
         )
+    lines.append(
+        f"reference:       {unigram_entropy_bits(data / 'dict.txt'):.3f} bits = unigram entropy of the pieces "
+        "(what ignoring context scores)"
+    )
     return "\n".join(lines)
 
 
@@ -85,12 +102,13 @@ def main(argv=None):
     report = commands.add_parser("summary")
     report.add_argument("save_dir", type=Path)
     report.add_argument("log_file", type=Path)
+    report.add_argument("data", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
             print(prepared_data(args.out, args.corpus))
         else:
-            print(summary(args.save_dir, args.log_file))
+            print(summary(args.save_dir, args.log_file, args.data))
     except CorpusError as error:
         sys.exit(f"quickstart: error: {error}")
 

@@ -32,7 +32,7 @@ LOG_FORMAT=simple; [ -t 1 ] && LOG_FORMAT=tqdm
 VALIDATE_EVERY=$(( UPDATES < 100 ? UPDATES : 100 ))
 
 TRAIN=(fairseq-train "$DATA" --user-dir "$REPO_ROOT/fairseq_maskplug"
-    --task masked_lm_plus --criterion masked_lm --sample-break-mode complete --tokens-per-sample 128
+    --task masked_lm_plus --criterion masked_lm --sample-break-mode none --tokens-per-sample 128
     --arch roberta_base --encoder-layers 4 --encoder-embed-dim 256 --encoder-ffn-embed-dim 1024
     --encoder-attention-heads 4 --max-positions 128
     --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
@@ -48,4 +48,4 @@ printf ' %q' "${TRAIN[@]}"; echo
 
 echo
 echo "==> done"
-python -m fairseq_maskplug.quickstart summary "$SAVE_DIR" "$LOG_FILE"
+python -m fairseq_maskplug.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"

@@ -23,6 +23,7 @@ OPTION_CASES = [
     (["--leave-unmasked-prob", "0.6", "--random-token-prob", "0.5"],
      r"--leave-unmasked-prob \+ --random-token-prob must be at most 1 .*got 0.6 \+ 0.5"),
     (["--mask-multiple-length", "3"], r"--mask-multiple-length / --mask-stdev .* not supported"),
+    (["--include-target-tokens"], r"--d2v2-multi / --include-target-tokens are data2vec options"),
 ]
 
 

@@ -80,8 +80,10 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
             "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
             "masked_lm_plus; leave them at 1 / 0"
         )
-    if cfg.d2v2_multi:
-        raise MaskingOptionError("--d2v2-multi is a data2vec option; masked_lm_plus does not support it")
+    if cfg.d2v2_multi or cfg.include_target_tokens:
+        raise MaskingOptionError(
+            "--d2v2-multi / --include-target-tokens are data2vec options; masked_lm_plus does not support them"
+        )
 
 
 @register_task("masked_lm_plus", dataclass=MaskedLMPlusConfig)
