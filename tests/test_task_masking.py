@@ -95,9 +95,9 @@ def test_whole_word_masking_on_brown_never_splits_a_word(brown_data):
 def test_train_masks_depend_on_seed_update_and_ids_only(brown_task):
     task = brown_task
     sample = next(batches(task))
-    first = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 7))
-    again = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 7))
-    later = task.mask_sample(sample, task.train_masker, 0.15, task.train_draws(sample, 8))
+    first = task.mask_sample(sample, task.training_masks(sample, 7))
+    again = task.mask_sample(sample, task.training_masks(sample, 7))
+    later = task.mask_sample(sample, task.training_masks(sample, 8))
     assert torch.equal(first["net_input"]["src_tokens"], again["net_input"]["src_tokens"])
     assert torch.equal(first["target"], again["target"])
     assert not torch.equal(first["target"], later["target"])
@@ -119,7 +119,7 @@ def test_validation_mask_is_fixed_and_standard(brown_data):
         task.load_dataset("valid")
         rows = {}
         for sample in batches(task, "valid", batch_size=16 if task is default else 48):
-            masked = task.mask_sample(sample, task.valid_masker, 0.15, task.valid_draws(sample))
+            masked = task.mask_sample(sample, task.validation_masks(sample))
             lengths = sample["net_input"]["src_lengths"].tolist()
             for row, (index, n) in enumerate(zip(sample["id"].tolist(), lengths)):
                 rows[index] = masked["net_input"]["src_tokens"][row, :n]

@@ -99,12 +99,26 @@ class Masker:
         chosen_starts: torch.Tensor,
         draws: MaskDraws,
     ) -> MaskedTokens:
-        """Expand chosen unit starts to whole units and apply the corruption
-        rule with one decision per unit."""
-        start_index = unit_start_index(starts)
-        predicted = expand_units(chosen_starts, start_index, maskable)
-        unit_decision = expand_units(draws.decision_noise, start_index, maskable)
-        random_tokens = self.replacement_tokens(draws.token_noise)
-        corruption = corrupt(tokens, predicted, unit_decision, random_tokens, self.mask_idx, self.rule)
+        """Expand chosen unit starts to whole units and corrupt them."""
+        predicted = expand_units(chosen_starts, unit_start_index(starts), maskable)
+        decision, random_tokens = self.unit_noise(maskable, starts, draws)
+        return self.finish(tokens, predicted, maskable, decision, random_tokens)
+
+    def unit_noise(self, maskable: torch.Tensor, starts: torch.Tensor, draws: MaskDraws):
+        """(decision (B, L) float64, replacement ids (B, L) long): one 80/10/10
+        decision per unit (its start's draw), one replacement id per position."""
+        decision = expand_units(draws.decision_noise, unit_start_index(starts), maskable)
+        return decision, self.replacement_tokens(draws.token_noise)
+
+    def finish(
+        self,
+        tokens: torch.Tensor,
+        predicted: torch.Tensor,
+        maskable: torch.Tensor,
+        decision: torch.Tensor,
+        random_tokens: torch.Tensor,
+    ) -> MaskedTokens:
+        """Corrupt ``tokens`` at ``predicted`` and build the target (all (N, L))."""
+        corruption = corrupt(tokens, predicted, decision, random_tokens, self.mask_idx, self.rule)
         target = torch.where(predicted, tokens, torch.full_like(tokens, self.pad_idx))
         return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption)
