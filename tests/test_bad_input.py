@@ -24,6 +24,12 @@ OPTION_CASES = [
      r"--leave-unmasked-prob \+ --random-token-prob must be at most 1 .*got 0.6 \+ 0.5"),
     (["--mask-multiple-length", "3"], r"--mask-multiple-length / --mask-stdev .* not supported"),
     (["--include-target-tokens"], r"--d2v2-multi / --include-target-tokens are data2vec options"),
+    (["--masking", "fully_explored", "--fe-segments", "1"], r"--fe-segments must be at least 2, got 1"),
+    (["--masking", "fully_explored", "--fe-segments", "63"],
+     r"--fe-segments 63 is larger than any sequence can hold: --tokens-per-sample 64 leaves at most 62"),
+    (["--masking", "fully_explored", "--fe-mask-size", "ratio", "--fe-segments", "7"],
+     r"--fe-mask-size ratio needs --fe-segments × --mask-prob ≤ 1 .*7 × 0.15 = 1.05"),
+    (["--fe-segments", "3"], r"--fe-segments needs --masking fully_explored"),
 ]
 
 

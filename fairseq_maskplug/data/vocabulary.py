@@ -2,6 +2,8 @@
 
 import torch
 
+from ..masking import CorruptionRule, Masker
+
 SENTENCEPIECE_WORD_START = "\u2581"  # '▁', the piece prefix sentencepiece writes before a word
 
 
@@ -42,3 +44,16 @@ def replacement_weights(dictionary, mask_idx: int, frequency_weighted: bool) -> 
             "(set --random-token-prob 0 or use a dict.txt with counts)"
         )
     return weights
+
+
+def build_masker(dictionary, mask_idx: int, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
+    """A Masker for ``dictionary``: never selects ``<s>``, ``</s>``, ``<pad>``,
+    ``<mask>``; whole words from sentencepiece pieces when ``whole_words``."""
+    return Masker(
+        mask_idx=mask_idx,
+        pad_idx=dictionary.pad(),
+        special_ids=(dictionary.bos(), dictionary.eos(), dictionary.pad(), mask_idx),
+        rule=rule,
+        replacement_weights=replacement_weights(dictionary, mask_idx, frequency_weighted),
+        word_start_table=word_start_table(dictionary) if whole_words else None,
+    )

@@ -10,6 +10,10 @@ order (a random permutation of the units) or in their order in the sequence
 - ``ratio`` size: segments are consecutive chunks of m = ceil(p·n) ranks;
   K·p ≤ 1 keeps them disjoint, and units beyond rank K·m stay unmasked.
 
+Under the random partition the segment numbers are rotated by a random
+per-sequence offset, so every unit is predicted by copy k with probability
+exactly 1/K (for ``segment`` size) whatever n mod K is.
+
 A sequence with fewer than K units gets one unit per segment for its n
 units; its other K − n copies predict nothing (they add nothing to the loss or
 to the sample size).
@@ -73,10 +77,18 @@ def unit_ranks(starts: torch.Tensor, unit_scores: torch.Tensor, partition: str) 
 
 
 def segment_ids(
-    starts: torch.Tensor, maskable: torch.Tensor, unit_scores: torch.Tensor, options: FullyExploredOptions
+    starts: torch.Tensor,
+    maskable: torch.Tensor,
+    unit_scores: torch.Tensor,
+    rotation_noise: torch.Tensor,
+    options: FullyExploredOptions,
 ) -> torch.Tensor:
     """Long (B, L): the segment (0..K-1) each maskable position belongs to,
-    whole units together; -1 for positions no copy predicts."""
+    whole units together; -1 for positions no copy predicts.
+
+    ``unit_scores`` (B, L) order the units (random partition);
+    ``rotation_noise`` (B,) uniforms pick a per-sequence rotation of the
+    segment numbers (random partition only; contiguous spans stay in order)."""
     K = options.segments
     ranks = unit_ranks(starts, unit_scores, options.partition)
     num_units = starts.sum(dim=1, keepdim=True)
@@ -85,8 +97,12 @@ def segment_ids(
     else:
         per_copy = torch.ceil(num_units.to(torch.float64) * options.mask_prob).long().clamp(min=1)
         segment = torch.div(ranks, per_copy, rounding_mode="floor")
-        segment = torch.where(segment < K, segment, torch.full_like(segment, -1))
-    segment = torch.where(starts, segment, torch.full_like(segment, -1))
+    unused = (segment >= K) | ~starts
+    if options.partition == "random":
+        # rotate by a random offset so that which copy gets a larger (or the
+        # truncated) segment is uniform too: each unit is in copy k w.p. 1/K
+        segment = (segment + torch.floor(rotation_noise * K).long().unsqueeze(1)) % K
+    segment = torch.where(unused, torch.full_like(segment, -1), segment)
     spread = expand_units(segment + 1, unit_start_index(starts), maskable) - 1  # -1 outside units
     return spread
 
@@ -105,7 +121,7 @@ def fully_explored_masks(
     """
     K = options.segments
     maskable, starts = masker.units(tokens)
-    segments = segment_ids(starts, maskable, draws.unit_scores, options)
+    segments = segment_ids(starts, maskable, draws.unit_scores, draws.rounding_noise, options)
     copy_index = torch.arange(K, device=tokens.device).repeat(tokens.size(0)).unsqueeze(1)  # (B·K, 1)
 
     def per_copy(x):

@@ -32,7 +32,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from ..data.vocab_check import VocabCheckedDataset
-from ..data.vocabulary import replacement_weights, word_start_table
+from ..data.vocabulary import build_masker
 from ..masking import (
     CorruptionRule,
     FullyExploredOptions,
@@ -194,15 +194,7 @@ class MaskedLMPlusTask(MaskedLMTask):
         return dictionary
 
     def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
-        d = self.dictionary
-        return Masker(
-            mask_idx=self.mask_idx,
-            pad_idx=d.pad(),
-            special_ids=(d.bos(), d.eos(), d.pad(), self.mask_idx),
-            rule=rule,
-            replacement_weights=replacement_weights(d, self.mask_idx, frequency_weighted),
-            word_start_table=word_start_table(d) if whole_words else None,
-        )
+        return build_masker(self.dictionary, self.mask_idx, rule, whole_words, frequency_weighted)
 
     # ------------------------------------------------------------------ data
 
