@@ -23,6 +23,26 @@ class ValidationResult:
     sequences: int
 
 
+def load_for_masking(checkpoint: str, data: str, **task_overrides):
+    """(task, model) for ``checkpoint`` on ``data``: a ``masked_lm_plus`` task
+    with the checkpoint's ``tokens_per_sample``, ``sample_break_mode`` and seed
+    (stock ``masked_lm`` checkpoints included), model in eval mode."""
+    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+    trained = state["cfg"]
+    task_cfg = MaskedLMPlusConfig(
+        data=data,
+        tokens_per_sample=trained.task.tokens_per_sample,
+        sample_break_mode=trained.task.sample_break_mode,
+        seed=trained.common.seed,
+        **task_overrides,
+    )
+    task = MaskedLMPlusTask.setup_task(task_cfg)
+    model = task.build_model(trained.model)
+    model.load_state_dict(state["model"], strict=True, model_cfg=trained.model)
+    model.eval()
+    return task, model
+
+
 def standard_validation_loss(
     checkpoint: str,
     data: str,
@@ -36,19 +56,7 @@ def standard_validation_loss(
     The blocks are built with the checkpoint's own ``tokens_per_sample`` and
     ``sample_break_mode``, so the text seen is the one it validated on.
     """
-    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
-    trained = state["cfg"]
-    task_cfg = MaskedLMPlusConfig(
-        data=data,
-        tokens_per_sample=trained.task.tokens_per_sample,
-        sample_break_mode=trained.task.sample_break_mode,
-        valid_mask_prob=valid_mask_prob,
-        valid_mask_seed=valid_mask_seed,
-        seed=trained.common.seed,
-    )
-    task = MaskedLMPlusTask.setup_task(task_cfg)
-    model = task.build_model(trained.model)
-    model.load_state_dict(state["model"], strict=True, model_cfg=trained.model)
+    task, model = load_for_masking(checkpoint, data, valid_mask_prob=valid_mask_prob, valid_mask_seed=valid_mask_seed)
     criterion = MaskedLmLoss(MaskedLmConfig(), task)
     task.load_dataset(split)
     batches = task.get_batch_iterator(
