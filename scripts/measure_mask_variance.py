@@ -68,7 +68,7 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--ffn", type=int, default=128)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, force=True)
 
     task, model = load_for_masking(args.checkpoint, args.data) if args.checkpoint else fresh_model(args.data, args)
     available = strategies(task.train_masker, args.segments, args.seed)

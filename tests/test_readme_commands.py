@@ -26,7 +26,7 @@ def readme_command(marker: str) -> str:
     """The README's bash block containing ``marker``, continuations joined."""
     text = (REPO_ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    matching = [b for b in blocks if marker in b]
+    matching = [b for b in blocks if marker in b.replace("\\\n", " ")]
     assert len(matching) == 1, f"README should hold exactly one bash block with {marker!r}"
     return matching[0].replace("\\\n", " ")
 
@@ -38,8 +38,9 @@ def run_in_repo(command: str, tmp_path) -> str:
     return result.stdout + result.stderr
 
 
-def test_readme_fairseq_train_example(brown_data, tmp_path):
-    command = readme_command("fairseq-train data/brown").replace("data/brown", str(brown_data))
+@pytest.mark.parametrize("task", ["masked_lm_plus", "fully_explored_masked_lm"])
+def test_readme_fairseq_train_examples(brown_data, tmp_path, task):
+    command = readme_command(f"--task {task} ").replace("data/brown", str(brown_data))
     output = run_in_repo(f"{command.strip()} {TINY_FLAGS} --save-dir {tmp_path / 'ckpt'}", tmp_path)
     assert logged_values(output, "num_updates")[-1] == 5
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

@@ -1,0 +1,160 @@
+"""Train several masking arms for the same budget and score them on the fixed
+standard validation mask at regular intervals.
+
+Each arm is a ``fairseq-train`` run (a child process) with the same data,
+model, optimiser, batch size and seed, differing only in its masking flags.
+Checkpoints are kept at every validation interval and re-scored with
+:func:`~fairseq_maskplug.diagnostics.validation.standard_validation_loss`, so
+stock ``masked_lm`` (which validates on its own masks) compares with the rest.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from .validation import standard_validation_loss
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+# name -> fairseq-train flags that select the arm's masking
+ARMS: Dict[str, List[str]] = {
+    "stock": ["--task", "masked_lm"],
+    "random": ["--task", "masked_lm_plus"],
+    "fully_explored": ["--task", "fully_explored_masked_lm"],
+    "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
+}
+
+MODELS: Dict[str, List[str]] = {
+    "tiny": ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
+             "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"],
+    "small": ["--arch", "roberta_base", "--encoder-layers", "4", "--encoder-embed-dim", "256",
+              "--encoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4"],
+}
+
+
+@dataclass
+class CurvePoint:
+    updates: int
+    valid_loss: float  # bits per predicted token, fixed standard mask
+    tokens_processed: int  # tokens of all copies fed to the model so far
+    seconds: float  # training wall-clock at that update
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    flags: List[str]
+    points: List[CurvePoint] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def parse_arm(spec: str, batch_size: int):
+    """``NAME`` or ``NAME@BATCH`` (a batch size for this arm only) -> (name, batch size)."""
+    name, _, batch = spec.partition("@")
+    if name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; valid: {', '.join(ARMS)} (optionally NAME@BATCH_SIZE)")
+    return name, int(batch) if batch else batch_size
+
+
+def arm_command(arm: str, data: str, save_dir: Path, updates: int, validate_every: int,
+                model: str, batch_size: int, tokens_per_sample: int, seed: int, extra: Sequence[str]) -> List[str]:
+    name, batch_size = parse_arm(arm, batch_size)
+    return [
+        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR),
+        *ARMS[name], "--criterion", "masked_lm", *MODELS[model],
+        "--tokens-per-sample", str(tokens_per_sample), "--max-positions", str(tokens_per_sample),
+        "--sample-break-mode", "none",
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
+        "--lr", "1e-3", "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(max(1, updates // 10)),
+        "--total-num-update", str(updates), "--max-update", str(updates), "--clip-norm", "1.0",
+        "--batch-size", str(batch_size), "--cpu", "--num-workers", "0", "--seed", str(seed),
+        "--save-dir", str(save_dir), "--save-interval-updates", str(validate_every), "--keep-interval-updates", "-1",
+        "--no-epoch-checkpoints", "--validate-interval-updates", str(validate_every),
+        "--log-format", "json", "--log-interval", "1",
+        *extra,
+    ]
+
+
+def training_progress(log_file: Path) -> Dict[int, Dict[str, float]]:
+    """{update: {"tokens": cumulative ntokens, "seconds": wall}} from the
+    output of a json-format fairseq run with --log-interval 1."""
+    progress, tokens = {}, 0.0
+    for line in log_file.read_text().splitlines():
+        match = re.search(r"\| train_inner \| (\{.*\})", line)
+        if not match:
+            continue
+        record = json.loads(match.group(1))
+        tokens += float(record["wpb"])
+        progress[int(record["num_updates"])] = {"tokens": tokens, "seconds": float(record["wall"])}
+    return progress
+
+
+def run_arm(arm: str, data: str, out: Path, updates: int, validate_every: int, model: str = "tiny",
+            batch_size: int = 16, tokens_per_sample: int = 64, seed: int = 1, extra: Sequence[str] = ()) -> ArmResult:
+    """Train one arm and score its interval checkpoints."""
+    save_dir, log_file = out / arm, out / f"{arm}.log"
+    save_dir.mkdir(parents=True, exist_ok=True)
+    command = arm_command(arm, data, save_dir, updates, validate_every, model, batch_size,
+                          tokens_per_sample, seed, extra)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    started = time.time()
+    with open(log_file, "w") as log:
+        returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if returncode != 0:
+        raise RuntimeError(f"arm {arm} failed (exit {returncode}); its output is in {log_file}")
+    name, arm_batch = parse_arm(arm, batch_size)
+    arm_result = ArmResult(arm, ARMS[name] + ["--batch-size", str(arm_batch)] + list(extra), train_seconds=time.time() - started)
+    progress = training_progress(log_file)
+    for checkpoint in sorted(save_dir.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1])):
+        step = int(checkpoint.stem.split("_")[-1])
+        loss = standard_validation_loss(str(checkpoint), data).loss_bits
+        at = progress[step]
+        arm_result.points.append(CurvePoint(step, loss, int(at["tokens"]), at["seconds"]))
+    return arm_result
+
+
+def markdown_table(results: List[ArmResult]) -> str:
+    """Final and intermediate validation losses, one column per arm."""
+    steps = sorted({p.updates for r in results for p in r.points})
+    lines = ["| updates | " + " | ".join(r.arm for r in results) + " |", "|---" * (len(results) + 1) + "|"]
+    for step in steps:
+        cells = [next((f"{p.valid_loss:.4f}" for p in r.points if p.updates == step), "") for r in results]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    lines.append("| tokens processed | " + " | ".join(f"{r.points[-1].tokens_processed:,}" for r in results) + " |")
+    lines.append("| train seconds | " + " | ".join(f"{r.points[-1].seconds:.1f}" for r in results) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: List[ArmResult], path: Path, title: str):
+    """Validation loss against updates, tokens processed and seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for result in results:
+        for axis, key in zip(axes, ("updates", "tokens_processed", "seconds")):
+            axis.plot([getattr(p, key) for p in result.points], [p.valid_loss for p in result.points],
+                      marker="o", markersize=3, label=result.arm)
+    for axis, label in zip(axes, ("updates", "tokens processed (all copies)", "training seconds (wall-clock)")):
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("validation loss, bits/token\n(fixed standard 15% mask)")
+    axes[0].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def save(results: List[ArmResult], out: Path, title: str):
+    (out / "curves.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    (out / "curves.md").write_text(markdown_table(results) + "\n")
+    plot(results, out / "curves.png", title)
