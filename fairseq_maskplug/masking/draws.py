@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 
+UNIFORMS_PER_SEQUENCE = 2  # count rounding, budget crossing
 UNIFORMS_PER_POSITION = 3  # unit score, 80/10/10 decision, replacement-token draw
 
 
@@ -36,13 +37,17 @@ class MaskDraws:
     """Uniforms in [0, 1) for a (B, L) batch, float64, on one device.
 
     unit_scores: (B, L), the order in which units are chosen (lowest first).
-    rounding_noise: (B,), for stochastic rounding of the per-sequence count.
+    rounding_noise: (B,), for stochastic rounding of the per-sequence count
+        (fully-explored: the rotation of the segment numbers).
+    crossing_noise: (B,), whether a weighted selection keeps the unit that
+        crosses the token budget.
     decision_noise: (B, L), for the 80/10/10 decision.
     token_noise: (B, L), turned into replacement ids by inverse-CDF lookup.
     """
 
     unit_scores: torch.Tensor
     rounding_noise: torch.Tensor
+    crossing_noise: torch.Tensor
     decision_noise: torch.Tensor
     token_noise: torch.Tensor
 
@@ -51,12 +56,13 @@ class MaskDraws:
         cls, stream: str, seed: int, update_num: int, sample_ids: Sequence[int], length: int, device
     ) -> "MaskDraws":
         """Draw each sequence's uniforms from its own generator, then move them
-        to ``device``. Layout per sequence: one rounding uniform, then three
-        uniforms per position, so position i's values do not depend on
+        to ``device``. Layout per sequence: the per-sequence uniforms, then
+        three uniforms per position, so position i's values do not depend on
         ``length`` (torch's CPU generator fills sequentially)."""
+        width = UNIFORMS_PER_SEQUENCE + UNIFORMS_PER_POSITION * length
         rows = [
             torch.rand(
-                1 + UNIFORMS_PER_POSITION * length,
+                width,
                 generator=sequence_generator(stream, seed, update_num, sample_id),
                 dtype=torch.float64,
             )
@@ -65,7 +71,9 @@ class MaskDraws:
         if rows:
             uniforms = torch.stack(rows).to(device)
         else:
-            uniforms = torch.zeros(0, 1 + UNIFORMS_PER_POSITION * length, dtype=torch.float64, device=device)
-        per_position = uniforms[:, 1:].view(len(rows), length, UNIFORMS_PER_POSITION).unbind(-1)
+            uniforms = torch.zeros(0, width, dtype=torch.float64, device=device)
+        per_sequence = uniforms[:, :UNIFORMS_PER_SEQUENCE].unbind(-1)
+        per_position = uniforms[:, UNIFORMS_PER_SEQUENCE:].view(len(rows), length, UNIFORMS_PER_POSITION).unbind(-1)
+        rounding_noise, crossing_noise = (u.contiguous() for u in per_sequence)
         unit_scores, decision_noise, token_noise = (u.contiguous() for u in per_position)
-        return cls(unit_scores, uniforms[:, 0].contiguous(), decision_noise, token_noise)
+        return cls(unit_scores, rounding_noise, crossing_noise, decision_noise, token_noise)

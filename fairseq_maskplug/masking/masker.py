@@ -7,8 +7,14 @@ import torch
 
 from .corruption import Corruption, CorruptionRule, corrupt
 from .draws import MaskDraws
-from .selection import expand_units, select_by_rank, stochastic_counts
-from .units import maskable_positions, unit_start_index, unit_starts
+from .selection import (
+    expand_units,
+    exponential_race_keys,
+    select_by_rank,
+    select_within_budget,
+    stochastic_counts,
+)
+from .units import maskable_positions, unit_lengths, unit_start_index, unit_starts
 
 
 @dataclass
@@ -89,6 +95,18 @@ class Masker:
         maskable, starts = self.units(tokens)
         counts = stochastic_counts(starts.sum(dim=1), ratio, draws.rounding_noise)
         chosen_starts = select_by_rank(draws.unit_scores, starts, counts)
+        return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
+
+    def weighted(self, tokens: torch.Tensor, ratio, draws: MaskDraws, unit_weights: torch.Tensor) -> MaskedTokens:
+        """Mask ``ratio`` of each sequence's maskable *tokens* (stochastically
+        rounded, at least one), taking units in a weighted random order:
+        units are drawn without replacement with probability proportional to
+        ``unit_weights`` (B, L) > 0, read at each unit's start, until their
+        tokens fill the budget (see :func:`select_within_budget`)."""
+        maskable, starts = self.units(tokens)
+        budget = stochastic_counts(maskable.sum(dim=1), ratio, draws.rounding_noise)
+        keys = exponential_race_keys(draws.unit_scores, unit_weights)
+        chosen_starts = select_within_budget(keys, starts, unit_lengths(starts, maskable), budget, draws.crossing_noise)
         return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
 
     def corrupt_units(

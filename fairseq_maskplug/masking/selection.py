@@ -11,7 +11,8 @@ import torch
 def stochastic_counts(num_units: torch.Tensor, ratio, rounding_noise: torch.Tensor) -> torch.Tensor:
     """Long (B,): ``floor(ratio * num_units + u)`` with ``u ~ U[0, 1)``, capped at
     ``num_units`` (stock ``MaskTokensDataset``'s rounding, so the expected count
-    is exactly ``ratio * num_units``).
+    is ``ratio * num_units``), and at least 1 for a sequence with any unit: a
+    low or scheduled ratio never leaves a sequence with nothing to predict.
 
     Args:
         num_units: (B,) number of units per sequence.
@@ -20,7 +21,7 @@ def stochastic_counts(num_units: torch.Tensor, ratio, rounding_noise: torch.Tens
     """
     expected = num_units.to(torch.float64) * ratio
     counts = torch.floor(expected + rounding_noise.to(expected.device)).long()
-    return torch.minimum(counts, num_units)
+    return torch.minimum(counts, num_units).clamp(min=1).minimum(num_units)
 
 
 def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -47,3 +48,38 @@ def expand_units(unit_value: torch.Tensor, start_index: torch.Tensor, maskable: 
     ``unit_value`` (B, L); non-maskable positions take False / 0."""
     spread = unit_value.gather(1, start_index)
     return torch.where(maskable, spread, torch.zeros_like(spread))
+
+
+def exponential_race_keys(uniforms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Float64 keys ``-log(u) / w``: taking units in increasing key order is
+    sampling without replacement with probabilities proportional to ``w``
+    (each key is an Exp(w) arrival time). ``weights`` must be > 0."""
+    return -torch.log(uniforms.clamp(min=torch.finfo(torch.float64).tiny)) / weights.to(torch.float64)
+
+
+def select_within_budget(
+    keys: torch.Tensor,
+    starts: torch.Tensor,
+    unit_lengths: torch.Tensor,
+    budget: torch.Tensor,
+    crossing_noise: torch.Tensor,
+) -> torch.Tensor:
+    """Bool (B, L) unit starts: units taken in increasing ``keys`` order until
+    their tokens fill ``budget`` (B,).
+
+    Units that fit entirely are taken; the one unit that would cross the
+    budget is taken with probability (budget − tokens before it) / its length,
+    so the expected number of predicted tokens equals the budget exactly.
+    ``unit_lengths`` (B, L) holds each unit's token count at its start.
+    """
+    ranked = torch.where(starts, keys, torch.full_like(keys, float("inf")))
+    order = torch.argsort(ranked, dim=1, stable=True)
+    lengths = torch.where(starts, unit_lengths, torch.zeros_like(unit_lengths)).gather(1, order)
+    after = lengths.cumsum(dim=1)
+    before = after - lengths
+    limit = budget.unsqueeze(1)
+    fits = after <= limit
+    crosses = (before < limit) & (after > limit)
+    keep_crossing = crossing_noise.unsqueeze(1) * lengths < (limit - before)
+    chosen_sorted = (fits | (crosses & keep_crossing)) & (lengths > 0)
+    return torch.zeros_like(starts).scatter(1, order, chosen_sorted)

@@ -53,3 +53,11 @@ def unit_start_index(starts: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(length, device=starts.device).expand_as(starts)
     latest = torch.where(starts, positions, torch.zeros_like(positions))
     return latest.cummax(dim=1).values
+
+
+def unit_lengths(starts: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
+    """Long (B, L): at each unit start, the number of positions in the unit;
+    0 elsewhere."""
+    index = unit_start_index(starts)
+    counts = torch.zeros_like(index).scatter_add_(1, index, maskable.long())
+    return torch.where(starts, counts, torch.zeros_like(counts))

@@ -1,0 +1,64 @@
+"""Running masked-token loss per content class (POS-tag weighted masking, PTW).
+
+SPEC §2.3: every training step, for each class c among the step's predicted
+tokens, the mean token cross-entropy ℓ̄_c updates an exponential moving
+average s_c ← μ·s_c + (1 − μ)·ℓ̄_c (s starts at 0, no bias correction;
+classes absent from a step keep their value). Class weights are
+w_c = sigmoid(T · z_c) with z the z-score of s over all classes (std taken
+as 1e-4 when it is 0). Everything is float32.
+"""
+
+from typing import Dict, Tuple
+
+import torch
+
+
+def class_loss_sums(token_losses: torch.Tensor, classes: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sums (C,), counts (C,)) float32 of ``token_losses`` (N,) grouped by
+    ``classes`` (N,) long in [0, C); entries with class < 0 are ignored."""
+    known = classes >= 0
+    index = classes[known]
+    sums = torch.zeros(num_classes, dtype=torch.float32, device=token_losses.device)
+    counts = torch.zeros(num_classes, dtype=torch.float32, device=token_losses.device)
+    sums.index_add_(0, index, token_losses[known].float())
+    counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
+    return sums, counts
+
+
+class ClassLossTracker:
+    """The running per-class losses s (C,) and the weights they give.
+
+    Callers all-reduce the sums and counts of :func:`class_loss_sums` across
+    data-parallel ranks before :meth:`update`, so every rank holds the same s.
+    """
+
+    def __init__(self, num_classes: int, momentum: float):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"--pos-momentum must lie in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.running = torch.zeros(num_classes, dtype=torch.float32)
+
+    def update(self, sums: torch.Tensor, counts: torch.Tensor):
+        """Move every class seen in this step (count > 0) towards its mean loss."""
+        sums, counts = sums.float().cpu(), counts.float().cpu()
+        seen = counts > 0
+        means = sums[seen] / counts[seen]
+        self.running[seen] = self.momentum * self.running[seen] + (1.0 - self.momentum) * means
+
+    def weights(self, temperature: float) -> torch.Tensor:
+        """Float32 (C,) sigmoid(temperature · z-score of the running losses)."""
+        std = self.running.std(unbiased=False)
+        std = torch.where(std > 0, std, torch.full_like(std, 1e-4))
+        return torch.sigmoid(temperature * (self.running - self.running.mean()) / std)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"running": self.running.clone()}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]):
+        running = state["running"].float()
+        if running.shape != self.running.shape:
+            raise ValueError(
+                f"the checkpoint tracks {running.numel()} content classes, this run {self.running.numel()}: "
+                "the POS tag set differs (was the data prepared with another tagger?)"
+            )
+        self.running = running.clone()
