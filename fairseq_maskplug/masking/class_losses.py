@@ -6,6 +6,12 @@ average s_c ← μ·s_c + (1 − μ)·ℓ̄_c (s starts at 0, no bias correction
 classes absent from a step keep their value). Class weights are
 w_c = sigmoid(T · z_c) with z the z-score of s over all classes (std taken
 as 1e-4 when it is 0). Everything is float32.
+
+Without bias correction (the reference), a class observed in few steps keeps
+a value near 0 for a long time (about 1/(1 − μ) observations), so early
+weights reflect how often a class is predicted as much as how hard it is.
+``bias_correction`` divides each s_c by 1 − μ^{n_c}, n_c the number of steps
+that observed class c (Adam's correction, per class).
 """
 
 from typing import Dict, Tuple
@@ -32,11 +38,13 @@ class ClassLossTracker:
     data-parallel ranks before :meth:`update`, so every rank holds the same s.
     """
 
-    def __init__(self, num_classes: int, momentum: float):
+    def __init__(self, num_classes: int, momentum: float, bias_correction: bool = False):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"--pos-momentum must lie in [0, 1), got {momentum}")
         self.momentum = momentum
+        self.bias_correction = bias_correction
         self.running = torch.zeros(num_classes, dtype=torch.float32)
+        self.observations = torch.zeros(num_classes, dtype=torch.float32)
 
     def update(self, sums: torch.Tensor, counts: torch.Tensor):
         """Move every class seen in this step (count > 0) towards its mean loss."""
@@ -44,15 +52,24 @@ class ClassLossTracker:
         seen = counts > 0
         means = sums[seen] / counts[seen]
         self.running[seen] = self.momentum * self.running[seen] + (1.0 - self.momentum) * means
+        self.observations[seen] += 1
+
+    def losses(self) -> torch.Tensor:
+        """Float32 (C,) running losses, bias-corrected when configured."""
+        if not self.bias_correction:
+            return self.running
+        correction = 1.0 - self.momentum ** self.observations
+        return torch.where(self.observations > 0, self.running / correction.clamp(min=1e-12), self.running)
 
     def weights(self, temperature: float) -> torch.Tensor:
         """Float32 (C,) sigmoid(temperature · z-score of the running losses)."""
-        std = self.running.std(unbiased=False)
+        losses = self.losses()
+        std = losses.std(unbiased=False)
         std = torch.where(std > 0, std, torch.full_like(std, 1e-4))
-        return torch.sigmoid(temperature * (self.running - self.running.mean()) / std)
+        return torch.sigmoid(temperature * (losses - losses.mean()) / std)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"running": self.running.clone()}
+        return {"running": self.running.clone(), "observations": self.observations.clone()}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]):
         running = state["running"].float()
@@ -62,3 +79,4 @@ class ClassLossTracker:
                 "the POS tag set differs (was the data prepared with another tagger?)"
             )
         self.running = running.clone()
+        self.observations = state["observations"].float().clone()

@@ -1,23 +1,24 @@
 """``masked_lm_plus``: stock ``masked_lm`` data, masks drawn on the device per update.
 
-The datasets deliver clean token blocks; :class:`~fairseq_maskplug.masking.Masker`
-turns each batch into the stock masked-LM batch (``net_input.src_tokens``
-corrupted, ``target`` the original id at predicted positions and pad elsewhere)
-inside :meth:`train_step` / :meth:`valid_step`. Training masks are a pure
-function of (``--seed``, update number, the batch's sample ids); validation
-always uses one fixed standard mask (uniform tokens, ``--valid-mask-prob``,
-80/10/10, fixed seed) so that validation losses of different arms compare.
+The datasets deliver clean token blocks (and, for POS weighting, aligned tag
+blocks); :class:`~fairseq_maskplug.masking.Masker` turns each batch into the
+stock masked-LM batch (``net_input.src_tokens`` corrupted, ``target`` the
+original id at predicted positions and pad elsewhere) inside
+:meth:`train_step` / :meth:`valid_step`. Training masks are a pure function of
+(``--seed``, update number, sample id) and of the running state (POS losses);
+validation always uses one fixed standard mask (uniform tokens,
+``--valid-mask-prob``, 80/10/10, fixed seed) so that validation losses of
+different arms compare.
 """
 
 import logging
+import math
 import os
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
 from fairseq import metrics, utils
-from fairseq.dataclass import ChoiceEnum
 from fairseq.data import (
     Dictionary,
     IdDataset,
@@ -29,69 +30,28 @@ from fairseq.data import (
     data_utils,
 )
 from fairseq.tasks import register_task
-from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+from fairseq.tasks.masked_lm import MaskedLMTask
 
+from ..data.pos_dataset import load_pos_blocks, pos_dictionary
 from ..data.vocab_check import VocabCheckedDataset
 from ..data.vocabulary import build_masker
-from ..masking import (
-    CorruptionRule,
-    FullyExploredOptions,
-    MaskDraws,
-    MaskedTokens,
-    Masker,
-    default_segments,
-    fully_explored_masks,
+from ..masking import CorruptionRule, MaskDraws, MaskedTokens, Masker, fully_explored_masks
+from .config import (
+    FullyExploredMaskedLMConfig,
+    MaskedLMPlusConfig,
+    MaskingOptionError,
+    TimeVariantMaskedLMConfig,
+    check_content_weighting,
+    check_masking_options,
+    fully_explored_options,
+    ratio_schedule,
 )
-from ..masking.fully_explored import MASK_SIZES, PARTITIONS
+from .content_weighting import PosContentWeighting, captured_logits, predicted_token_losses
+from .resume import running_state_to_restore
 
 logger = logging.getLogger(__name__)
 
 STANDARD_VALID_RULE = CorruptionRule(leave_unmasked_prob=0.1, random_token_prob=0.1)
-MASKING_CHOICES = ("random", "fully_explored")
-
-
-class MaskingOptionError(ValueError):
-    """An option of ``masked_lm_plus`` has a value it cannot train with."""
-
-
-@dataclass
-class MaskedLMPlusConfig(MaskedLMConfig):
-    valid_mask_prob: float = field(
-        default=0.15,
-        metadata={
-            "help": "ratio of the fixed standard validation mask (uniform tokens, 80/10/10, "
-            "fixed seed), used whatever the training masking, so validation losses compare"
-        },
-    )
-    valid_mask_seed: int = field(
-        default=1,
-        metadata={"help": "seed of the fixed validation mask (independent of --seed)"},
-    )
-    masking: ChoiceEnum(MASKING_CHOICES) = field(
-        default="random",
-        metadata={
-            "help": "training masks: random (one mask per sequence, stock) or fully_explored "
-            "(K disjoint segments per sequence, one masked copy each, all in the same update)"
-        },
-    )
-    fe_segments: int = field(
-        default=0,
-        metadata={
-            "help": "fully_explored: copies K per sequence, >= 2; 0 = round(1 / mask_prob). "
-            "--batch-size/--max-tokens count unique sequences, so an update holds K times as many copies"
-        },
-    )
-    fe_partition: ChoiceEnum(PARTITIONS) = field(
-        default="random",
-        metadata={"help": "fully_explored: random (permute units, then cut) or contiguous (spans)"},
-    )
-    fe_mask_size: ChoiceEnum(MASK_SIZES) = field(
-        default="segment",
-        metadata={
-            "help": "fully_explored: segment (mask the whole segment, ratio 1/K) or ratio "
-            "(ceil(mask_prob * n) units per copy, disjoint chunks of one permutation; K * mask_prob <= 1)"
-        },
-    )
 
 
 def repeat_per_copy(sample, copies: int):
@@ -109,55 +69,6 @@ def repeat_per_copy(sample, copies: int):
     return sample
 
 
-def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
-    low_ok = value > 0 if open_low else value >= 0
-    high_ok = value < 1 if open_high else value <= 1
-    if not (low_ok and high_ok):
-        interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
-        raise MaskingOptionError(f"--{name.replace('_', '-')} must lie in {interval}, got {value}")
-
-
-def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOptions]:
-    """The validated fully-explored options, or None for ``--masking random``."""
-    if cfg.masking != "fully_explored":
-        if cfg.fe_segments:
-            raise MaskingOptionError("--fe-segments needs --masking fully_explored (or the fully_explored_masked_lm task)")
-        return None
-    segments = cfg.fe_segments or default_segments(cfg.mask_prob)
-    try:
-        options = FullyExploredOptions(segments, str(cfg.fe_partition), str(cfg.fe_mask_size), cfg.mask_prob)
-    except ValueError as error:
-        raise MaskingOptionError(str(error)) from error
-    if segments > cfg.tokens_per_sample - 2:
-        raise MaskingOptionError(
-            f"--fe-segments {segments} is larger than any sequence can hold: --tokens-per-sample "
-            f"{cfg.tokens_per_sample} leaves at most {cfg.tokens_per_sample - 2} maskable tokens"
-        )
-    return options
-
-
-def check_masking_options(cfg: MaskedLMPlusConfig):
-    """Raise :class:`MaskingOptionError` for option values masking cannot honour."""
-    _check_unit_interval("mask_prob", cfg.mask_prob, open_low=True, open_high=True)
-    _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
-    _check_unit_interval("leave_unmasked_prob", cfg.leave_unmasked_prob, open_low=False, open_high=False)
-    _check_unit_interval("random_token_prob", cfg.random_token_prob, open_low=False, open_high=False)
-    if cfg.leave_unmasked_prob + cfg.random_token_prob > 1:
-        raise MaskingOptionError(
-            "--leave-unmasked-prob + --random-token-prob must be at most 1 (they are shares of the "
-            f"predicted positions), got {cfg.leave_unmasked_prob} + {cfg.random_token_prob}"
-        )
-    if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
-        raise MaskingOptionError(
-            "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
-            "masked_lm_plus; leave them at 1 / 0"
-        )
-    if cfg.d2v2_multi or cfg.include_target_tokens:
-        raise MaskingOptionError(
-            "--d2v2-multi / --include-target-tokens are data2vec options; masked_lm_plus does not support them"
-        )
-
-
 @register_task("masked_lm_plus", dataclass=MaskedLMPlusConfig)
 class MaskedLMPlusTask(MaskedLMTask):
     """Masked-LM training whose masks are made on the device, per update."""
@@ -166,6 +77,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def __init__(self, cfg: MaskedLMPlusConfig, dictionary=None):
         check_masking_options(cfg)
+        check_content_weighting(cfg)
         super().__init__(cfg, dictionary)
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
         self.train_masker = self.build_masker(
@@ -175,8 +87,22 @@ class MaskedLMPlusTask(MaskedLMTask):
         )
         self.valid_masker = self.build_masker(STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False)
         self.fully_explored = fully_explored_options(cfg)
+        self.schedule = ratio_schedule(cfg)
         if self.fully_explored is not None:
             logger.info("fully-explored masking: %s", self.fully_explored)
+        if self.schedule.name != "constant":
+            logger.info("mask-ratio schedule: %s", self.schedule)
+        self.pos_dictionary: Optional[Dictionary] = None
+        self.content_weighting: Optional[PosContentWeighting] = None
+        if cfg.content_weighting == "pos":
+            self.pos_dictionary = pos_dictionary(utils.split_paths(cfg.data)[0])
+            tags = self.pos_dictionary.symbols[self.pos_dictionary.nspecial:]
+            self.content_weighting = PosContentWeighting(
+                tags, cfg.pos_momentum, cfg.pos_temperature, cfg.pos_bias_correction
+            )
+            restored = running_state_to_restore(cfg)
+            if restored is not None:
+                self.load_state_dict(restored)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -196,18 +122,37 @@ class MaskedLMPlusTask(MaskedLMTask):
     def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
         return build_masker(self.dictionary, self.mask_idx, rule, whole_words, frequency_weighted)
 
+    # ----------------------------------------------------------------- state
+
+    def state_dict(self):
+        """The running state fairseq saves as ``task_state`` in checkpoints."""
+        if self.content_weighting is None:
+            return {}
+        return {"pos_tags": list(self.content_weighting.tags), "pos_running_loss": self.content_weighting.tracker.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        if self.content_weighting is not None and "pos_running_loss" in state_dict:
+            if list(state_dict["pos_tags"]) != self.content_weighting.tags:
+                raise MaskingOptionError(
+                    f"the checkpoint's POS tags {state_dict['pos_tags']} differ from this data's "
+                    f"{self.content_weighting.tags}"
+                )
+            self.content_weighting.tracker.load_state_dict(state_dict["pos_running_loss"])
+
     # ------------------------------------------------------------------ data
+
+    def data_path(self, epoch: int) -> str:
+        paths = utils.split_paths(self.cfg.data)
+        return paths[(epoch - 1) % len(paths)]
 
     def _load_dataset_split(self, split, epoch, combine):
         blocks = super()._load_dataset_split(split, epoch, combine)
         if len(blocks) == 0:
             raise ValueError(f"split '{split}' of {self.cfg.data!r} holds no tokens")
-        paths = utils.split_paths(self.cfg.data)
-        path = os.path.join(paths[(epoch - 1) % len(paths)], split)
-        return VocabCheckedDataset(blocks, self.num_data_symbols, split, path)
+        return VocabCheckedDataset(blocks, self.num_data_symbols, split, os.path.join(self.data_path(epoch), split))
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        """Clean ``<s>``-prefixed token blocks; masks are added per batch."""
+        """Clean ``<s>``-prefixed token blocks (and POS blocks); masks are added per batch."""
         blocks = self._load_dataset_split(split, epoch, combine)
         if self.fully_explored is not None and split == "train":
             self.warn_short_sequences(blocks, split)
@@ -217,18 +162,28 @@ class MaskedLMPlusTask(MaskedLMTask):
         }
         if self.cfg.include_index:
             net_input["src_id"] = IdDataset()
-        dataset = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": net_input,
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(blocks, reduce=True),
-            },
-            sizes=[blocks.sizes],
-        )
+        fields = {
+            "id": IdDataset(),
+            "net_input": net_input,
+            "nsentences": NumSamplesDataset(),
+            "ntokens": NumelDataset(blocks, reduce=True),
+        }
+        if self.pos_dictionary is not None:
+            pos_blocks = self.load_pos_split(split, epoch, combine)
+            if pos_blocks is not None:
+                fields["pos"] = RightPadDataset(pos_blocks, pad_idx=self.pos_dictionary.pad())
+            elif split == "train":
+                raise MaskingOptionError(f"--content-weighting pos: no POS side input for split '{split}'")
+        dataset = NestedDictionaryDataset(fields, sizes=[blocks.sizes])
         with data_utils.numpy_seed(self.cfg.seed):
             shuffle = np.random.permutation(len(blocks))
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, blocks.sizes])
+
+    def load_pos_split(self, split, epoch, combine):
+        path = self.data_path(epoch)
+        lines = data_utils.load_indexed_dataset(os.path.join(path, split), self.source_dictionary, combine=combine)
+        return load_pos_blocks(path, split, lines.sizes, self.cfg.tokens_per_sample, self.cfg.sample_break_mode,
+                               self.pos_dictionary, combine)
 
     def warn_short_sequences(self, blocks, split):
         """Say how many blocks hold fewer maskable tokens than --fe-segments,
@@ -243,6 +198,10 @@ class MaskedLMPlusTask(MaskedLMTask):
             )
 
     # --------------------------------------------------------------- masking
+
+    def pos_classes(self, sample) -> torch.Tensor:
+        """Long (B, L): each position's tag class (0..C-1), -1 for specials and padding."""
+        return sample["pos"] - self.pos_dictionary.nspecial
 
     def mask_sample(self, sample, masked: MaskedTokens):
         """A copy of ``sample`` carrying ``masked`` (corrupted ``src_tokens``,
@@ -268,7 +227,11 @@ class MaskedLMPlusTask(MaskedLMTask):
         draws = self.train_draws(sample, update_num)
         if self.fully_explored is not None:
             return fully_explored_masks(self.train_masker, tokens, draws, self.fully_explored)
-        return self.train_masker(tokens, self.cfg.mask_prob, draws)
+        ratio = self.schedule(update_num)
+        if self.content_weighting is not None:
+            weights = self.content_weighting.unit_weights(self.pos_classes(sample))
+            return self.train_masker.weighted(tokens, ratio, draws, weights)
+        return self.train_masker(tokens, ratio, draws)
 
     def validation_masks(self, sample) -> MaskedTokens:
         """The fixed standard validation mask of ``sample``."""
@@ -287,19 +250,50 @@ class MaskedLMPlusTask(MaskedLMTask):
         tokens = sample["net_input"]["src_tokens"]
         return MaskDraws.for_sequences(stream, seed, update_num, sample["id"].tolist(), tokens.size(1), tokens.device)
 
+    # ------------------------------------------------------------ train/valid
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         sample = self.mask_sample(sample, self.training_masks(sample, update_num))
-        loss, sample_size, logging_output = super().train_step(
-            sample, model, criterion, optimizer, update_num, ignore_grad
-        )
+        with captured_logits(model) as logits:
+            loss, sample_size, logging_output = super().train_step(
+                sample, model, criterion, optimizer, update_num, ignore_grad
+            )
         logging_output.update(sample["mask_counts"])
+        if self.schedule.name != "constant":
+            logging_output["mask_scheduled"] = self.schedule(update_num) * sample["mask_counts"]["mask_maskable"]
+        if self.content_weighting is not None:
+            token_losses = None if ignore_grad or not logits else self.class_token_losses(sample, logits[0])
+            sums, counts = self.content_weighting.class_sums(token_losses, self.predicted_classes(sample))
+            self.content_weighting.update(sums, counts)
+            logging_output.update(self.class_logging(sample, sums, counts), pos_train_steps=1)
         return loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):
         sample = self.mask_sample(sample, self.validation_masks(sample))
-        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        with captured_logits(model) as logits:
+            loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(sample["mask_counts"])
+        if self.content_weighting is not None and "pos" in sample and logits:
+            sums, counts = self.content_weighting.class_sums(
+                self.class_token_losses(sample, logits[0]), self.predicted_classes(sample)
+            )
+            logging_output.update(self.class_logging(sample, sums, counts))
         return loss, sample_size, logging_output
+
+    def predicted_classes(self, sample) -> torch.Tensor:
+        return self.pos_classes(sample)[sample["target"].ne(self.dictionary.pad())]
+
+    def class_token_losses(self, sample, logits) -> torch.Tensor:
+        return predicted_token_losses(logits, sample["target"], sample["target"].ne(self.dictionary.pad()))
+
+    def class_logging(self, sample, sums, counts):
+        """Per-tag loss sums and counts of the predicted tokens, and per-tag
+        counts of the maskable tokens (to compare masked and corpus shares)."""
+        classes = self.pos_classes(sample)
+        maskable = torch.zeros_like(counts).index_add_(
+            0, classes[classes >= 0], torch.ones_like(classes[classes >= 0], dtype=counts.dtype)
+        )
+        return {"pos_loss_sums": sums.detach(), "pos_counts": counts.detach(), "pos_maskable": maskable}
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
@@ -307,16 +301,41 @@ class MaskedLMPlusTask(MaskedLMTask):
         maskable = utils.item(sum(log.get("mask_maskable", 0) for log in logging_outputs))
         if maskable > 0:
             metrics.log_scalar("mask_ratio", predicted / maskable, maskable, round=4)
+            scheduled = utils.item(sum(log.get("mask_scheduled", 0) for log in logging_outputs))
+            if scheduled:
+                metrics.log_scalar("mask_ratio_scheduled", scheduled / maskable, maskable, round=4)
+        if self.content_weighting is not None:
+            self.reduce_class_metrics(logging_outputs)
 
-
-@dataclass
-class FullyExploredMaskedLMConfig(MaskedLMPlusConfig):
-    masking: ChoiceEnum(MASKING_CHOICES) = field(
-        default="fully_explored",
-        metadata={"help": "training masks (this preset defaults to fully_explored)"},
-    )
+    def reduce_class_metrics(self, logging_outputs):
+        """Per tag: ``pos_ema_*`` the running loss (bits), ``pos_loss_*`` this
+        interval's mean loss (bits), ``pos_share_*`` its share of the predicted
+        tokens and ``pos_base_*`` its share of the maskable tokens."""
+        logs = [log for log in logging_outputs if "pos_counts" in log]
+        if any("pos_train_steps" in log for log in logs):
+            running = self.content_weighting.tracker.losses()
+            for c, tag in enumerate(self.content_weighting.tags):
+                metrics.log_scalar(f"pos_ema_{tag}", running[c].item() / math.log(2), round=3)
+        if not logs:
+            return
+        sums = sum(log["pos_loss_sums"].float().cpu() for log in logs)
+        counts = sum(log["pos_counts"].float().cpu() for log in logs)
+        maskable = sum(log["pos_maskable"].float().cpu() for log in logs)
+        for c, tag in enumerate(self.content_weighting.tags):
+            if counts[c] > 0:
+                metrics.log_scalar(f"pos_loss_{tag}", (sums[c] / counts[c]).item() / math.log(2), counts[c].item(), round=3)
+            if counts.sum() > 0:
+                metrics.log_scalar(f"pos_share_{tag}", (counts[c] / counts.sum()).item(), counts.sum().item(), round=4)
+            if maskable.sum() > 0:
+                metrics.log_scalar(f"pos_base_{tag}", (maskable[c] / maskable.sum()).item(), maskable.sum().item(), round=4)
 
 
 @register_task("fully_explored_masked_lm", dataclass=FullyExploredMaskedLMConfig)
 class FullyExploredMaskedLMTask(MaskedLMPlusTask):
     """``masked_lm_plus`` with ``--masking fully_explored`` as the default."""
+
+
+@register_task("time_variant_masked_lm", dataclass=TimeVariantMaskedLMConfig)
+class TimeVariantMaskedLMTask(MaskedLMPlusTask):
+    """``masked_lm_plus`` with ``--mask-schedule cosine`` as the default
+    (combine with ``--content-weighting pos`` for MRD + PTW)."""

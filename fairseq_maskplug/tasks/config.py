@@ -1,0 +1,218 @@
+"""Options of ``masked_lm_plus`` and its presets, and their validation.
+
+Every check runs when the task is built, before any data is read or any
+update is made, and names the option and what would be valid.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks.masked_lm import MaskedLMConfig
+from omegaconf import II
+
+from ..masking import FullyExploredOptions, default_segments
+from ..masking.fully_explored import MASK_SIZES, PARTITIONS
+from ..masking.schedules import SCHEDULES, RatioSchedule
+
+MASKING_CHOICES = ("random", "fully_explored")
+CONTENT_WEIGHTINGS = ("none", "pos")
+
+
+class MaskingOptionError(ValueError):
+    """An option of ``masked_lm_plus`` has a value it cannot train with."""
+
+
+@dataclass
+class MaskedLMPlusConfig(MaskedLMConfig):
+    valid_mask_prob: float = field(
+        default=0.15,
+        metadata={
+            "help": "ratio of the fixed standard validation mask (uniform tokens, 80/10/10, "
+            "fixed seed), used whatever the training masking, so validation losses compare"
+        },
+    )
+    valid_mask_seed: int = field(
+        default=1,
+        metadata={"help": "seed of the fixed validation mask (independent of --seed)"},
+    )
+    masking: ChoiceEnum(MASKING_CHOICES) = field(
+        default="random",
+        metadata={
+            "help": "training masks: random (one mask per sequence, stock) or fully_explored "
+            "(K disjoint segments per sequence, one masked copy each, all in the same update)"
+        },
+    )
+    fe_segments: int = field(
+        default=0,
+        metadata={
+            "help": "fully_explored: copies K per sequence, >= 2; 0 = round(1 / mask_prob). "
+            "--batch-size/--max-tokens count unique sequences, so an update holds K times as many copies"
+        },
+    )
+    fe_partition: ChoiceEnum(PARTITIONS) = field(
+        default="random",
+        metadata={"help": "fully_explored: random (permute units, then cut) or contiguous (spans)"},
+    )
+    fe_mask_size: ChoiceEnum(MASK_SIZES) = field(
+        default="segment",
+        metadata={
+            "help": "fully_explored: segment (mask the whole segment, ratio 1/K) or ratio "
+            "(ceil(mask_prob * n) units per copy, disjoint chunks of one permutation; K * mask_prob <= 1)"
+        },
+    )
+    mask_schedule: ChoiceEnum(SCHEDULES) = field(
+        default="constant",
+        metadata={
+            "help": "mask ratio over updates: constant (--mask-prob), linear (2p -> 0), cosine "
+            "(p(1 + cos(pi t/T)) + 0.02), asc, square_above, square_below, poly_asc, poly_desc, "
+            "lin_warm_decay, step; see README for the formulas"
+        },
+    )
+    mask_schedule_start: Optional[float] = field(
+        default=None, metadata={"help": "ratio at update 0 (default: the schedule's reference value for --mask-prob)"}
+    )
+    mask_schedule_end: Optional[float] = field(
+        default=None,
+        metadata={"help": "ratio at the last scheduled update (poly_asc/poly_desc: at its middle); default: reference"},
+    )
+    mask_schedule_updates: int = field(
+        default=0, metadata={"help": "length T of the schedule in updates (0 = --max-update)"}
+    )
+    mask_schedule_warmup: int = field(
+        default=0, metadata={"help": "lin_warm_decay: updates of linear warm-up from 0 to the start ratio"}
+    )
+    content_weighting: ChoiceEnum(CONTENT_WEIGHTINGS) = field(
+        default="none",
+        metadata={
+            "help": "none (uniform content) or pos: units drawn with weight sigmoid(T * z-score of the running "
+            "loss of their POS tag), needs DIR/pos from prepare_corpus.py --pos"
+        },
+    )
+    pos_momentum: float = field(
+        default=0.999, metadata={"help": "content-weighting pos: momentum of the running loss per tag"}
+    )
+    pos_temperature: float = field(
+        default=2.0, metadata={"help": "content-weighting pos: T in sigmoid(T * z)"}
+    )
+    pos_bias_correction: bool = field(
+        default=False,
+        metadata={
+            "help": "content-weighting pos: divide each tag's running loss by 1 - momentum^(steps that saw it) "
+            "(the reference does not, so rarely predicted tags start with low weights)"
+        },
+    )
+    # mirrors of other groups' options, read by the task (no help: not task options)
+    max_update: int = II("optimization.max_update")
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+
+
+def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (low_ok and high_ok):
+        interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
+        raise MaskingOptionError(f"--{name.replace('_', '-')} must lie in {interval}, got {value}")
+
+
+def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOptions]:
+    """The validated fully-explored options, or None for ``--masking random``."""
+    if cfg.masking != "fully_explored":
+        if cfg.fe_segments:
+            raise MaskingOptionError("--fe-segments needs --masking fully_explored (or the fully_explored_masked_lm task)")
+        return None
+    segments = cfg.fe_segments or default_segments(cfg.mask_prob)
+    try:
+        options = FullyExploredOptions(segments, str(cfg.fe_partition), str(cfg.fe_mask_size), cfg.mask_prob)
+    except ValueError as error:
+        raise MaskingOptionError(str(error)) from error
+    if segments > cfg.tokens_per_sample - 2:
+        raise MaskingOptionError(
+            f"--fe-segments {segments} is larger than any sequence can hold: --tokens-per-sample "
+            f"{cfg.tokens_per_sample} leaves at most {cfg.tokens_per_sample - 2} maskable tokens"
+        )
+    return options
+
+
+def resolved(cfg, key: str, default):
+    """``cfg.key``, or ``default`` where it is an interpolation that cannot be
+    resolved (a config built outside fairseq-train)."""
+    try:
+        value = getattr(cfg, key)
+    except Exception:  # omegaconf raises several resolution errors
+        return default
+    return default if isinstance(value, str) and value.startswith("${") else value
+
+
+def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
+    """The training mask-ratio schedule (constant --mask-prob by default)."""
+    updates = cfg.mask_schedule_updates or resolved(cfg, "max_update", 0) or 0
+    try:
+        schedule = RatioSchedule.build(
+            str(cfg.mask_schedule), cfg.mask_prob, updates, cfg.mask_schedule_start, cfg.mask_schedule_end,
+            cfg.mask_schedule_warmup,
+        )
+    except ValueError as error:
+        raise MaskingOptionError(str(error)) from error
+    if schedule.name != "constant" and cfg.masking != "random":
+        raise MaskingOptionError(
+            f"--mask-schedule {schedule.name} needs --masking random (fully-explored copies have ratio 1/K)"
+        )
+    return schedule
+
+
+def check_content_weighting(cfg: MaskedLMPlusConfig):
+    if cfg.content_weighting == "none":
+        return
+    if cfg.masking != "random":
+        raise MaskingOptionError("--content-weighting pos needs --masking random")
+    if not 0.0 <= cfg.pos_momentum < 1.0:
+        raise MaskingOptionError(f"--pos-momentum must lie in [0, 1), got {cfg.pos_momentum}")
+    if cfg.pos_temperature < 0:
+        raise MaskingOptionError(f"--pos-temperature must be >= 0, got {cfg.pos_temperature}")
+    if cfg.shorten_method != "none":
+        raise MaskingOptionError(
+            "--content-weighting pos cannot follow --shorten-method (the POS blocks would not be cut alike); "
+            "use --shorten-method none"
+        )
+
+
+def check_masking_options(cfg: MaskedLMPlusConfig):
+    """Raise :class:`MaskingOptionError` for option values masking cannot honour."""
+    _check_unit_interval("mask_prob", cfg.mask_prob, open_low=True, open_high=True)
+    _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
+    _check_unit_interval("leave_unmasked_prob", cfg.leave_unmasked_prob, open_low=False, open_high=False)
+    _check_unit_interval("random_token_prob", cfg.random_token_prob, open_low=False, open_high=False)
+    if cfg.leave_unmasked_prob + cfg.random_token_prob > 1:
+        raise MaskingOptionError(
+            "--leave-unmasked-prob + --random-token-prob must be at most 1 (they are shares of the "
+            f"predicted positions), got {cfg.leave_unmasked_prob} + {cfg.random_token_prob}"
+        )
+    if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
+        raise MaskingOptionError(
+            "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
+            "masked_lm_plus; leave them at 1 / 0"
+        )
+    if cfg.d2v2_multi or cfg.include_target_tokens:
+        raise MaskingOptionError(
+            "--d2v2-multi / --include-target-tokens are data2vec options; masked_lm_plus does not support them"
+        )
+
+
+
+
+@dataclass
+class FullyExploredMaskedLMConfig(MaskedLMPlusConfig):
+    masking: ChoiceEnum(MASKING_CHOICES) = field(
+        default="fully_explored",
+        metadata={"help": "training masks (this preset defaults to fully_explored)"},
+    )
+
+
+@dataclass
+class TimeVariantMaskedLMConfig(MaskedLMPlusConfig):
+    mask_schedule: ChoiceEnum(SCHEDULES) = field(
+        default="cosine",
+        metadata={"help": "mask ratio over updates (this preset defaults to cosine: p(1 + cos(pi t/T)) + 0.02)"},
+    )
