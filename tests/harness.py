@@ -86,14 +86,17 @@ def train_in_process(args: Sequence[str]):
     distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
 
 
-def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = "") -> subprocess.CompletedProcess:
-    """Run ``fairseq-train ARGS`` in a child process; ``preamble`` is Python run
-    before fairseq is imported (to block a module, say). Raises on failure with
-    the child's output."""
+def fairseq_train_command(args: Sequence[str], preamble: str = "") -> List[str]:
+    """``fairseq-train ARGS`` as a Python command; ``preamble`` is Python run
+    before fairseq is imported (to block a module or record state, say)."""
     code = preamble + "\nimport sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
-    )
+    return [sys.executable, "-c", code, *args]
+
+
+def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = "") -> subprocess.CompletedProcess:
+    """Run ``fairseq-train ARGS`` in a child process. Raises on failure with
+    the child's output."""
+    result = subprocess.run(fairseq_train_command(args, preamble), env=CHILD_ENV, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"fairseq-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -105,7 +108,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int = 300) -> List[str]:
+def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int = 300, preamble: str = "") -> List[str]:
     """Run ``world_size`` ranks of fairseq-train on the CPU with gloo (the flags
     DESIGN.md gives); returns each rank's combined output. Raises if any fails."""
     port = free_port()
@@ -121,7 +124,7 @@ def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int =
             "--ddp-backend", "legacy_ddp",
         ]
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "fairseq_cli.train", *rank_args],
+            fairseq_train_command(rank_args, preamble),
             env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
     outputs = []
@@ -138,6 +141,25 @@ def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int =
     return outputs
 
 
+def dump_task_state_preamble(out_dir) -> str:
+    """A preamble that makes each fairseq-train process write its task's
+    ``state_dict()`` to OUT_DIR/rank{R}.pt when it exits (R from
+    --distributed-rank, 0 without it): what every rank holds, not just the
+    one that saves checkpoints."""
+    return (
+        "import atexit, sys, torch\n"
+        "from fairseq_maskplug.tasks import masked_lm_plus as _m\n"
+        "_tasks = []\n"
+        "_init = _m.MaskedLMPlusTask.__init__\n"
+        "def _record(self, *a, **k):\n"
+        "    _init(self, *a, **k)\n"
+        "    _tasks.append(self)\n"
+        "_m.MaskedLMPlusTask.__init__ = _record\n"
+        "_rank = sys.argv[sys.argv.index('--distributed-rank') + 1] if '--distributed-rank' in sys.argv else '0'\n"
+        f"atexit.register(lambda: torch.save(_tasks[-1].state_dict(), {str(out_dir)!r} + f'/rank{{_rank}}.pt'))\n"
+    )
+
+
 def checkpoint_state(path) -> Dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
@@ -149,6 +171,7 @@ def max_param_difference(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor])
 
 
 def logged_values(output: str, key: str, kind: str = "train_inner") -> List[float]:
-    """Values of ``key=`` in fairseq's simple-format ``kind`` log lines."""
-    pattern = re.compile(rf"\| {kind} \|.*?\b{key}=([-\d.e+inf]+)")
+    """Values of ``key=`` in fairseq's simple-format ``kind`` log lines (with
+    fairseq's log format or Python's default one)."""
+    pattern = re.compile(rf"(?:\| {kind} \||INFO:{kind}:).*?\b{key}=([-\d.e+inf]+)")
     return [float(m.group(1)) for m in pattern.finditer(output)]

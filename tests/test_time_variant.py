@@ -1,0 +1,252 @@
+"""Time-variant masking: ratio schedules (MRD) and POS-weighted content (PTW)."""
+
+import math
+
+import pytest
+import torch
+from fairseq.data import Dictionary, data_utils
+
+from fairseq_maskplug.masking.class_losses import ClassLossTracker, class_loss_sums
+from fairseq_maskplug.masking.schedules import SCHEDULES, RatioSchedule
+from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+from harness import (
+    BROWN_ZIP,
+    checkpoint_state,
+    dump_task_state_preamble,
+    logged_values,
+    max_param_difference,
+    train_args,
+    train_data_parallel,
+    train_in_process,
+    train_subprocess,
+)
+from test_task_masking import batches
+
+P, T = 0.15, 1000
+
+# formula of every reference schedule (SPEC §2.2) at t, for p = 0.15
+FORMULAS = {
+    "constant": lambda t: P,
+    "linear": lambda t: (1 - t / T) * 2 * P,
+    "cosine": lambda t: P * (1 + math.cos(math.pi * t / T)) + 0.02,
+    "asc": lambda t: (t / T) * 2 * P,
+    "square_above": lambda t: 2 * P + 0.01 - (t / T) ** 2 * 2 * P,
+    "square_below": lambda t: 2 * P * (t - T) ** 2 / T**2,
+    "poly_asc": lambda t: 4 * P * t / T if t < T / 2 else 4 * P * (1 - t / T),
+    "poly_desc": lambda t: 2 * P * (1 - 2 * t / T) + 0.01 if t < T / 2 else 2 * P * (2 * t - T) / T + 0.01,
+    "step": lambda t: 2 * P if t < T / 2 else P,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_schedule_values_match_the_reference_formulas(name):
+    schedule = RatioSchedule.build(name, P, T)
+    for t in (0, T // 4, T // 2, 3 * T // 4, T, 2 * T):
+        assert schedule(t) == pytest.approx(FORMULAS[name](min(t, T)), abs=1e-12), (name, t)
+
+
+def test_reference_endpoints_and_overrides():
+    assert RatioSchedule.build("linear", P, T)(0) == pytest.approx(0.30)
+    assert RatioSchedule.build("linear", P, T)(T) == pytest.approx(0.0)
+    assert RatioSchedule.build("cosine", P, T)(0) == pytest.approx(0.32)
+    assert RatioSchedule.build("cosine", P, T)(T) == pytest.approx(0.02)
+    custom = RatioSchedule.build("linear", P, T, start=0.4, end=0.1)
+    assert (custom(0), custom(T // 2), custom(T)) == pytest.approx((0.4, 0.25, 0.1))
+    warm = RatioSchedule.build("lin_warm_decay", P, T, warmup=200)
+    assert (warm(0), warm(100), warm(200), warm(600), warm(T)) == pytest.approx((0, 0.15, 0.3, 0.15, 0))
+    assert set(FORMULAS) | {"lin_warm_decay"} == set(SCHEDULES)
+
+
+def test_realised_ratio_tracks_the_schedule_and_never_predicts_nothing(brown_task):
+    """Over a linear 0.30 → 0.00 schedule, each batch's realised ratio is within
+    0.01 of the scheduled one (per-sequence stochastic rounding; the floor of
+    one predicted token per sequence included), and at the end (ratio 0)
+    every sequence still predicts exactly one token."""
+    task = brown_task
+    schedule = RatioSchedule.build("linear", P, 100)
+    samples = list(batches(task, limit=11))
+    for t, sample in zip(range(0, 101, 10), samples):
+        m = task.train_masker(sample["net_input"]["src_tokens"], schedule(t), task.train_draws(sample, t))
+        maskable = m.maskable.sum(1).double()
+        realised = m.predicted.sum().item() / maskable.sum().item()
+        expected = (maskable * schedule(t)).clamp(min=1).sum().item() / maskable.sum().item()
+        assert abs(realised - expected) < 0.01, (t, realised, expected)
+    assert (m.predicted.sum(1) == 1).all()
+
+
+def test_logged_realised_ratio_follows_the_cosine_schedule(brown_data, tmp_path):
+    result = train_subprocess(train_args(brown_data, tmp_path / "cos", task="time_variant_masked_lm", updates=40))
+    output = result.stdout + result.stderr
+    realised, scheduled = logged_values(output, "mask_ratio"), logged_values(output, "mask_ratio_scheduled")
+    assert len(realised) == len(scheduled) == 8
+    assert scheduled[0] > 0.3 and scheduled[-1] < 0.03
+    assert all(abs(r - s) < 0.005 for r, s in zip(realised, scheduled))
+
+
+@pytest.fixture(scope="session")
+def brown_pos_data(tmp_path_factory):
+    """The 60-document Brown slice with the POS side input."""
+    if not BROWN_ZIP.exists():
+        pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
+    from fairseq_maskplug.data.prepare import PrepareOptions, prepare_corpus
+
+    out = tmp_path_factory.mktemp("brown_pos") / "data"
+    prepare_corpus(PrepareOptions(input=str(BROWN_ZIP), out=str(out), vocab_size=1000, max_documents=60, pos=True))
+    return out
+
+
+def pos_task(data, **overrides):
+    cfg = MaskedLMPlusConfig(data=str(data), tokens_per_sample=64, seed=1, content_weighting="pos", **overrides)
+    return MaskedLMPlusTask.setup_task(cfg)
+
+
+def test_pos_side_input_lines_up_with_the_tokens_in_every_split(brown_pos_data):
+    """For every block of train/valid/test: same length, specials at the same
+    positions, a tag on every other position."""
+    task = pos_task(brown_pos_data)
+    d, pd = task.dictionary, task.pos_dictionary
+    for split in ("train", "valid", "test"):
+        task.load_dataset(split)
+        fields = task.dataset(split).dataset.defn
+        tokens, tags = fields["net_input.src_tokens"].dataset, fields["pos"].dataset
+        assert len(tokens) == len(tags) > 0
+        for i in range(len(tokens)):
+            tok, tag = tokens[i], tags[i]
+            assert len(tok) == len(tag)
+            assert torch.equal(tok == d.bos(), tag == pd.bos()) and torch.equal(tok == d.eos(), tag == pd.eos())
+            special = (tok == d.bos()) | (tok == d.eos())
+            assert (tag[~special] >= pd.nspecial).all()
+
+
+def test_tags_of_a_known_sentence(brown_pos_data):
+    """The first Brown sentence: 'The Fulton County Grand Jury said Friday an
+    investigation of Atlanta's recent primary election produced "no
+    evidence" that any irregularities took place.'"""
+    d, pd = Dictionary.load(str(brown_pos_data / "dict.txt")), Dictionary.load(str(brown_pos_data / "pos" / "dict.txt"))
+    tokens = data_utils.load_indexed_dataset(str(brown_pos_data / "train"), d)
+    tags = data_utils.load_indexed_dataset(str(brown_pos_data / "pos" / "train"), pd)
+    pieces, labels = d.string(tokens[0]).split(), pd.string(tags[0]).split()
+    text = "".join(pieces).replace("\u2581", " ")
+    assert text.strip().startswith("The Fulton County Grand Jury said Friday")
+    piece_spans, cursor = [], 0
+    for piece in pieces:
+        surface = piece.replace("\u2581", " ")
+        piece_spans.append((cursor + len(surface) - len(surface.lstrip(" ")), cursor + len(surface)))
+        cursor += len(surface)
+    expected = [("The", "DET"), ("Fulton", "NOUN"), ("said", "VERB"), ("Friday", "NOUN"), ("an", "DET"),
+                ("investigation", "NOUN"), ("of", "ADP"), ("recent", "ADJ"), ("election", "NOUN"),
+                ("produced", "VERB"), ('"', "."), ("no", "DET"), ("evidence", "NOUN"), ("that", "ADP"),
+                ("any", "DET"), ("irregularities", "NOUN"), ("took", "VERB"), ("place", "NOUN"), (".", ".")]
+    cursor = 0
+    for word, tag in expected:
+        start = text.index(word, cursor)
+        cursor = start + len(word)
+        covering = [label for (a, b), label in zip(piece_spans, labels) if a < cursor and b > start]
+        assert covering and set(covering) == {tag}, (word, covering)
+
+
+def test_class_loss_tracker_follows_the_reference_update():
+    tracker = ClassLossTracker(3, momentum=0.9)
+    sums, counts = class_loss_sums(torch.tensor([1.0, 3.0, 2.0, 5.0]), torch.tensor([0, 0, 1, -1]), 3)
+    assert sums.tolist() == [4.0, 2.0, 0.0] and counts.tolist() == [2.0, 1.0, 0.0]
+    tracker.update(sums, counts)
+    assert tracker.running.tolist() == pytest.approx([0.2, 0.2, 0.0])  # 0.1 * mean; unseen class keeps 0
+    z = (tracker.running - tracker.running.mean()) / tracker.running.std(unbiased=False)
+    assert torch.allclose(tracker.weights(2.0), torch.sigmoid(2.0 * z))
+    corrected = ClassLossTracker(3, momentum=0.9, bias_correction=True)
+    corrected.update(sums, counts)
+    assert corrected.losses().tolist() == pytest.approx([2.0, 2.0, 0.0])
+
+
+def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_data, tmp_path):
+    """After 300 updates of POS-weighted training on the Brown slice, the tag
+    with the highest running loss takes a larger share of the masked tokens
+    than of the corpus, and the lowest a smaller one."""
+    save = tmp_path / "ptw"
+    train_in_process(train_args(brown_pos_data, save, updates=300, batch_size=16,
+                                extra=["--content-weighting", "pos", "--mask-whole-words"]))
+    state = checkpoint_state(save / "checkpoint_last.pt")["task_state"]
+    task = pos_task(brown_pos_data, mask_whole_words=True)
+    task.load_state_dict(state)
+    task.load_dataset("train")
+    running = task.content_weighting.tracker.losses()
+    masked = torch.zeros(len(running))
+    base = torch.zeros(len(running))
+    for update, sample in enumerate(batches(task, limit=60)):
+        m = task.training_masks(sample, update)
+        classes = task.pos_classes(sample)
+        masked += torch.bincount(classes[m.predicted].clamp(min=0), minlength=len(running)).float()
+        base += torch.bincount(classes[classes >= 0], minlength=len(running)).float()
+    share, frequency = masked / masked.sum(), base / base.sum()
+    frequent = frequency > 0.01  # tags common enough for a stable share
+    hardest = int(torch.where(frequent, running, torch.full_like(running, -1)).argmax())
+    easiest = int(torch.where(frequent, running, torch.full_like(running, 1e9)).argmin())
+    assert share[hardest] > frequency[hardest]
+    assert share[easiest] < frequency[easiest]
+    assert abs(masked.sum() / base.sum() - 0.15) < 0.01  # the ratio stays at the schedule's
+
+
+def test_running_losses_resume_exactly(brown_pos_data, tmp_path):
+    extra = ["--content-weighting", "pos", "--mask-schedule", "linear"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_in_process(train_args(brown_pos_data, straight, updates=20, extra=extra))
+    train_in_process(train_args(brown_pos_data, split, updates=10, total_updates=20, extra=extra + ["--mask-schedule-updates", "20"]))
+    train_in_process(train_args(brown_pos_data, split, updates=20, total_updates=20, extra=extra + ["--mask-schedule-updates", "20"]))
+    a, b = checkpoint_state(straight / "checkpoint_last.pt"), checkpoint_state(split / "checkpoint_last.pt")
+    assert torch.equal(a["task_state"]["pos_running_loss"]["running"], b["task_state"]["pos_running_loss"]["running"])
+    assert a["task_state"]["pos_running_loss"]["running"].gt(0).sum() >= 10  # the tags seen in 20 updates
+    assert max_param_difference(a["model"], b["model"]) <= 1e-6
+
+
+def test_two_gloo_ranks_hold_identical_running_losses(brown_pos_data, tmp_path):
+    outputs = train_data_parallel(
+        train_args(brown_pos_data, tmp_path / "ddp", updates=10, extra=["--content-weighting", "pos"]),
+        preamble=dump_task_state_preamble(tmp_path),
+    )
+    assert logged_values(outputs[0], "num_updates")[-1] == 10
+    rank0 = torch.load(tmp_path / "rank0.pt")["pos_running_loss"]["running"]
+    rank1 = torch.load(tmp_path / "rank1.pt")["pos_running_loss"]["running"]
+    assert rank0.gt(0).sum() >= 10
+    assert torch.equal(rank0, rank1)
+
+
+def test_running_losses_stay_finite_under_memory_efficient_fp16(brown_pos_data, tmp_path):
+    train_subprocess(train_args(brown_pos_data, tmp_path / "fp16", updates=10,
+                                extra=["--content-weighting", "pos", "--memory-efficient-fp16", "--mask-schedule", "cosine"]))
+    running = checkpoint_state(tmp_path / "fp16" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]["running"]
+    assert torch.isfinite(running).all() and running.gt(0).any()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--mask-schedule", "exponential"], r"invalid choice: 'exponential'"),
+        (["--mask-schedule", "linear", "--mask-schedule-start", "1.2"], r"--mask-schedule-start must lie in \[0, 1\), got 1.2"),
+        (["--mask-schedule", "linear", "--mask-schedule-end", "-0.1"], r"--mask-schedule-end must lie in \[0, 1\), got -0.1"),
+        (["--mask-schedule", "lin_warm_decay"], r"lin_warm_decay needs 0 < --mask-schedule-warmup < 20, got 0"),
+        (["--masking", "fully_explored", "--mask-schedule", "linear"], r"--mask-schedule linear needs --masking random"),
+        (["--content-weighting", "pos"], r"--content-weighting pos needs the POS side input, .*pos/dict.txt does not exist.*--pos"),
+        (["--content-weighting", "pos", "--pos-momentum", "1"], r"--pos-momentum must lie in \[0, 1\), got 1.0"),
+    ],
+)
+def test_time_variant_bad_input(brown_data, tmp_path, flags, message, capsys):
+    """Each fails before the first update (argparse names the valid schedules)."""
+    with pytest.raises((ValueError, SystemExit)) as error:
+        train_in_process(train_args(brown_data, tmp_path / "ckpt", extra=flags))
+    text = str(error.value) + capsys.readouterr().err
+    assert __import__("re").search(message, text), text
+    if "invalid choice" in message:
+        assert "constant" in text and "cosine" in text and "lin_warm_decay" in text
+    assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_pos_side_input_whose_lengths_do_not_match(brown_pos_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(brown_pos_data, data)
+    for ext in ("bin", "idx"):  # the valid tags beside the train tokens
+        shutil.copy(data / "pos" / f"valid.{ext}", data / "pos" / f"train.{ext}")
+    with pytest.raises(ValueError, match=r"POS side input .* does not line up with the tokens of split 'train'.*--pos"):
+        train_in_process(train_args(data, tmp_path / "ckpt", extra=["--content-weighting", "pos"]))
+
