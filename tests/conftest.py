@@ -1,4 +1,4 @@
-"""Session fixtures: one small binarised Brown corpus per test run."""
+"""Session fixtures: small binarised Brown corpora, prepared once per test run."""
 
 import pytest
 
@@ -8,19 +8,28 @@ BROWN_SLICE_DOCUMENTS = 60
 BROWN_SLICE_VOCAB = 1000
 
 
-@pytest.fixture(scope="session")
-def brown_data(tmp_path_factory):
+def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     """A fairseq data dir from the first 60 Brown documents (sentencepiece,
-    1000 pieces): about 150k tokens, prepared once per test session."""
+    1000 pieces; about 270k tokens), with the POS side input when ``pos``."""
     if not BROWN_ZIP.exists():
         pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
     from fairseq_maskplug.data.prepare import PrepareOptions, prepare_corpus
 
-    out = tmp_path_factory.mktemp("brown") / "data"
+    out = tmp_path_factory.mktemp(name) / "data"
     prepare_corpus(PrepareOptions(
-        input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB, max_documents=BROWN_SLICE_DOCUMENTS,
+        input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB, max_documents=BROWN_SLICE_DOCUMENTS, pos=pos,
     ))
     return out
+
+
+@pytest.fixture(scope="session")
+def brown_data(tmp_path_factory):
+    return prepared_brown_slice(tmp_path_factory, "brown", pos=False)
+
+
+@pytest.fixture(scope="session")
+def brown_pos_data(tmp_path_factory):
+    return prepared_brown_slice(tmp_path_factory, "brown_pos", pos=True)
 
 
 @pytest.fixture(scope="session")

@@ -38,9 +38,10 @@ def run_in_repo(command: str, tmp_path) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("task", ["masked_lm_plus", "fully_explored_masked_lm"])
-def test_readme_fairseq_train_examples(brown_data, tmp_path, task):
-    command = readme_command(f"--task {task} ").replace("data/brown", str(brown_data))
+@pytest.mark.parametrize("task", ["masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm"])
+def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, task):
+    data = brown_pos_data if task == "time_variant_masked_lm" else brown_data
+    command = readme_command(f"--task {task} ").replace("data/brown_pos", str(data)).replace("data/brown", str(data))
     output = run_in_repo(f"{command.strip()} {TINY_FLAGS} --save-dir {tmp_path / 'ckpt'}", tmp_path)
     assert logged_values(output, "num_updates")[-1] == 5
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

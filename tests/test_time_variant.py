@@ -10,7 +10,6 @@ from fairseq_maskplug.masking.class_losses import ClassLossTracker, class_loss_s
 from fairseq_maskplug.masking.schedules import SCHEDULES, RatioSchedule
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import (
-    BROWN_ZIP,
     checkpoint_state,
     dump_task_state_preamble,
     logged_values,
@@ -81,18 +80,6 @@ def test_logged_realised_ratio_follows_the_cosine_schedule(brown_data, tmp_path)
     assert len(realised) == len(scheduled) == 8
     assert scheduled[0] > 0.3 and scheduled[-1] < 0.03
     assert all(abs(r - s) < 0.005 for r, s in zip(realised, scheduled))
-
-
-@pytest.fixture(scope="session")
-def brown_pos_data(tmp_path_factory):
-    """The 60-document Brown slice with the POS side input."""
-    if not BROWN_ZIP.exists():
-        pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
-    from fairseq_maskplug.data.prepare import PrepareOptions, prepare_corpus
-
-    out = tmp_path_factory.mktemp("brown_pos") / "data"
-    prepare_corpus(PrepareOptions(input=str(BROWN_ZIP), out=str(out), vocab_size=1000, max_documents=60, pos=True))
-    return out
 
 
 def pos_task(data, **overrides):

@@ -28,6 +28,12 @@ ARMS: Dict[str, List[str]] = {
     "random": ["--task", "masked_lm_plus"],
     "fully_explored": ["--task", "fully_explored_masked_lm"],
     "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
+    "linear": ["--task", "masked_lm_plus", "--mask-schedule", "linear"],
+    "cosine": ["--task", "masked_lm_plus", "--mask-schedule", "cosine"],
+    "whole_word": ["--task", "masked_lm_plus", "--mask-whole-words"],
+    "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
+    "pos_cosine": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
+                   "--mask-schedule", "cosine"],
 }
 
 MODELS: Dict[str, List[str]] = {

@@ -11,6 +11,7 @@ validation always uses one fixed standard mask (uniform tokens,
 different arms compare.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -254,7 +255,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         sample = self.mask_sample(sample, self.training_masks(sample, update_num))
-        with captured_logits(model) as logits:
+        with self.capture_logits(model) as logits:
             loss, sample_size, logging_output = super().train_step(
                 sample, model, criterion, optimizer, update_num, ignore_grad
             )
@@ -270,7 +271,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def valid_step(self, sample, model, criterion):
         sample = self.mask_sample(sample, self.validation_masks(sample))
-        with captured_logits(model) as logits:
+        with self.capture_logits(model) as logits:
             loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(sample["mask_counts"])
         if self.content_weighting is not None and "pos" in sample and logits:
@@ -279,6 +280,10 @@ class MaskedLMPlusTask(MaskedLMTask):
             )
             logging_output.update(self.class_logging(sample, sums, counts))
         return loss, sample_size, logging_output
+
+    def capture_logits(self, model):
+        """Collects the model's logits when per-tag losses are needed."""
+        return captured_logits(model) if self.content_weighting is not None else contextlib.nullcontext([])
 
     def predicted_classes(self, sample) -> torch.Tensor:
         return self.pos_classes(sample)[sample["target"].ne(self.dictionary.pad())]

@@ -1,0 +1,1 @@
+"""Model pieces: MAE-LM's positioned encoder, decoder and gather/scatter layout."""
