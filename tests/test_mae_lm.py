@@ -1,0 +1,241 @@
+"""MAE-LM: the encoder never sees <mask>, positions and padding are right, it is
+a RoBERTa encoder, it trains (gloo, fp16, resume), exports to stock fairseq and
+fine-tunes there."""
+
+import json
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+import torch
+
+from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
+from harness import (
+    CHILD_ENV,
+    REPO_ROOT,
+    checkpoint_state,
+    logged_values,
+    max_param_difference,
+    train_args,
+    train_data_parallel,
+    train_in_process,
+    train_subprocess,
+)
+from test_task_masking import batches
+
+TINY_MAE = ["--arch", "mae_lm_base", "--decoder-layers", "1"]
+
+
+def mae_args(data, save_dir, **kwargs):
+    extra = list(kwargs.pop("extra", ()))
+    args = train_args(data, save_dir, **kwargs, extra=TINY_MAE + extra)
+    return args
+
+
+def build_models(task):
+    """A tiny mae_lm and a stock roberta with the same encoder weights."""
+    from fairseq.models.roberta import RobertaModel
+
+    from fairseq_maskplug.models.mae_lm import MaeLMModel
+
+    sizes = dict(encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
+                 max_positions=64, decoder_layers=1, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    mae = MaeLMModel.build_model(Namespace(**sizes), task)
+    roberta = RobertaModel.build_model(Namespace(**sizes), task)
+    roberta.load_state_dict({k: v for k, v in mae.state_dict().items() if k in roberta.state_dict()}, strict=True)
+    return mae.eval(), roberta.eval()
+
+
+@pytest.fixture(scope="module")
+def models(brown_task):
+    return build_models(brown_task)
+
+
+def masked_batch(task, update=0, batch_size=8):
+    sample = next(batches(task, batch_size=batch_size))
+    return sample, task.mask_sample(sample, task.training_masks(sample, update))
+
+
+def test_gather_and_scatter_are_inverse_on_random_batches():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        kept = torch.rand(6, 17, generator=generator) < 0.7
+        kept[:, 0] = True
+        values = torch.randn(6, 17, 5, generator=generator).half()
+        layout = kept_layout(kept)
+        gathered = gather_kept(values, layout, 0.0)
+        assert gathered.dtype == torch.float16
+        assert (layout.valid.sum(1) == kept.sum(1)).all()
+        restored = scatter_kept(gathered, layout, torch.zeros_like(values))
+        assert torch.equal(restored[kept], values[kept]) and (restored[~kept] == 0).all()
+        assert torch.equal(gather_kept(restored, layout, 0.0), gathered)
+
+
+def test_encoder_receives_no_mask_and_exactly_the_unmasked_tokens(brown_task, models):
+    mae, _ = models
+    sample, masked = masked_batch(brown_task)
+    src = masked["net_input"]["src_tokens"]
+    seen = []
+    handle = mae.encoder.sentence_encoder.register_forward_hook(lambda m, args, kwargs_out: seen.append(args[0]))
+    try:
+        logits, _ = mae(src, masked_tokens=masked["target"].ne(1))
+    finally:
+        handle.remove()
+    encoder_tokens = seen[0]
+    pad = brown_task.dictionary.pad()
+    assert not (encoder_tokens == brown_task.mask_idx).any()
+    unmasked = (src.ne(brown_task.mask_idx) & src.ne(pad)).sum(1)
+    assert torch.equal(encoder_tokens.ne(pad).sum(1), unmasked)
+    assert (src == brown_task.mask_idx).any()
+    assert logits.shape == (int(masked["target"].ne(pad).sum()), len(brown_task.dictionary))
+
+
+def encoder_rows(mae, src, mask_idx, pad):
+    """Per row: the encoder's output vectors of its kept tokens."""
+    layout = kept_layout(src.ne(mask_idx) & src.ne(pad))
+    tokens = gather_kept(src, layout, pad)
+    positions = torch.where(layout.valid, layout.index + pad + 1, torch.full_like(layout.index, pad))
+    out = mae.encoder.sentence_encoder(tokens, positions=positions)["encoder_out"][0].transpose(0, 1)
+    return [out[b][layout.valid[b]] for b in range(src.size(0))]
+
+
+def test_a_rows_encoder_output_ignores_the_other_rows_masks(brown_task, models):
+    """Padding correctness: re-masking rows 1.. (different kept counts, so a
+    different padded width) leaves row 0's encoder outputs unchanged."""
+    mae, _ = models
+    sample, first = masked_batch(brown_task, update=0)
+    _, second = masked_batch(brown_task, update=1)
+    a = first["net_input"]["src_tokens"]
+    b = torch.cat([a[:1], second["net_input"]["src_tokens"][1:]])
+    with torch.no_grad():
+        rows_a = encoder_rows(mae, a, brown_task.mask_idx, 1)
+        rows_b = encoder_rows(mae, b, brown_task.mask_idx, 1)
+    assert not torch.equal(a[1:], b[1:])
+    assert (rows_a[0] - rows_b[0]).abs().max().item() < 1e-5
+
+
+def test_without_masks_the_encoder_is_a_roberta_encoder(brown_task, models):
+    mae, roberta = models
+    sample = next(batches(brown_task, batch_size=8))
+    clean = sample["net_input"]["src_tokens"]
+    with torch.no_grad():
+        expected = roberta(clean, features_only=True)[0]
+        full = mae(clean, features_only=True)[0]
+        rows = encoder_rows(mae, clean, brown_task.mask_idx, 1)
+    assert (full - expected).abs().max().item() < 1e-5
+    for b, row in enumerate(rows):
+        assert (row - expected[b][clean[b].ne(1)]).abs().max().item() < 1e-5
+
+
+def test_mae_lm_resume_gloo_and_fp16(brown_data, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_in_process(mae_args(brown_data, straight, updates=12))
+    train_in_process(mae_args(brown_data, split, updates=6, total_updates=12))
+    train_in_process(mae_args(brown_data, split, updates=12, total_updates=12))
+    a, b = checkpoint_state(straight / "checkpoint_last.pt"), checkpoint_state(split / "checkpoint_last.pt")
+    assert max_param_difference(a["model"], b["model"]) <= 1e-6
+    outputs = train_data_parallel(mae_args(brown_data, tmp_path / "ddp", updates=10))
+    assert logged_values(outputs[0], "num_updates")[-1] == 10 and set(logged_values(outputs[0], "bsz")) == {16.0}
+    result = train_subprocess(mae_args(brown_data, tmp_path / "fp16", updates=10, extra=["--memory-efficient-fp16"]))
+    losses = logged_values(result.stdout + result.stderr, "loss")
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
+def sentence_prediction_data(data, out):
+    """A two-class sentence task (long vs short lines) in fairseq's layout."""
+    import sentencepiece as spm
+
+    from fairseq_maskplug.data.prepare import binarize
+
+    processor = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
+    lines = [l for l in (data / "raw" / "train.txt").read_text().splitlines() if l.strip()][:240]
+    pieces_dir, labels_dir = out / "pieces", out / "labels"
+    pieces_dir.mkdir(parents=True)
+    labels_dir.mkdir()
+    for split, chunk in (("train", lines[:160]), ("valid", lines[160:200]), ("test", lines[200:])):
+        (pieces_dir / split).write_text("\n".join(" ".join(processor.encode(l, out_type=str)) for l in chunk) + "\n")
+        (labels_dir / split).write_text("\n".join("long" if len(l.split()) > 18 else "short" for l in chunk) + "\n")
+    binarize(str(pieces_dir), str(out / "input0"), workers=1, srcdict=str(data / "dict.txt"))
+    binarize(str(labels_dir), str(out / "label"), workers=1)
+    return out
+
+
+def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
+    save = tmp_path / "mae"
+    train_in_process(mae_args(brown_data, save, updates=10))
+    export = tmp_path / "export"
+    script = [sys.executable, str(REPO_ROOT / "scripts" / "export_roberta.py"), str(save / "checkpoint_last.pt"), str(export)]
+    result = subprocess.run(script, env=CHILD_ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # stock fairseq, without the plugin: same encoder outputs as the MAE-LM encoder
+    check = (
+        "import sys, json, torch\n"
+        "from fairseq.models.roberta import RobertaModel\n"
+        f"m = RobertaModel.from_pretrained({str(export)!r}, 'model.pt', bpe='sentencepiece').eval()\n"
+        "tokens = m.encode('The jury said it did find that many of the laws are outmoded.')\n"
+        "assert 'fairseq_maskplug' not in sys.modules\n"
+        "print(json.dumps({'tokens': tokens.tolist(), 'features': m.extract_features(tokens)[0].tolist()}))\n"
+    )
+    stock_env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"} | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    out = subprocess.run([sys.executable, "-c", check], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    stock = json.loads(out.stdout.strip().splitlines()[-1])
+    from fairseq_maskplug.diagnostics.validation import load_for_masking
+
+    _, mae = load_for_masking(str(save / "checkpoint_last.pt"), str(brown_data))
+    with torch.no_grad():
+        ours = mae(torch.tensor([stock["tokens"]]), features_only=True)[0][0]
+    assert (ours - torch.tensor(stock["features"])).abs().max().item() < 1e-5
+    # stock sentence_prediction fine-tuning from the exported checkpoint
+    task_data = sentence_prediction_data(brown_data, tmp_path / "sp")
+    finetune = [
+        str(task_data), "--task", "sentence_prediction", "--num-classes", "2", "--criterion", "sentence_prediction",
+        "--restore-file", str(export / "model.pt"), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "--arch", "roberta", "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+        "--encoder-attention-heads", "2", "--max-positions", "64", "--init-token", "0", "--separator-token", "2",
+        "--shorten-method", "truncate", "--optimizer", "adam", "--lr", "1e-4", "--max-update", "5", "--batch-size", "8",
+        "--cpu", "--num-workers", "0", "--no-save", "--log-format", "simple", "--log-interval", "1",
+    ]
+    code = "import sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
+    run = subprocess.run([sys.executable, "-c", code, *finetune], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Loaded checkpoint" in run.stdout + run.stderr
+    assert logged_values(run.stdout + run.stderr, "num_updates")[-1] == 5
+
+
+def test_effective_rank_script(brown_data, tmp_path):
+    train_in_process(mae_args(brown_data, tmp_path / "mae", updates=10))
+    train_in_process(train_args(brown_data, tmp_path / "roberta", updates=10))
+    out = tmp_path / "rank.json"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "effective_rank.py"), "--data", str(brown_data),
+               "--checkpoint", str(tmp_path / "roberta" / "checkpoint_last.pt"),
+               "--checkpoint", str(tmp_path / "mae" / "checkpoint_last.pt"), "--json", str(out), "--max-tokens", "2000"]
+    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    roberta, mae = report.values()
+    assert roberta["model"] == "roberta" and mae["model"] == "mae_lm"
+    assert len(roberta["layers"]) == len(mae["layers"]) == 3  # embeddings + 2 layers
+    for layer in roberta["layers"]:
+        assert 1 <= layer["with_mask_real"]["rank_90"] <= layer["with_mask_real"]["rank_99"] <= 64
+        assert "mask_tokens" in layer and all(0 <= a <= 90 for a in layer["principal_angles_deg"])
+    assert all("mask_tokens" not in layer for layer in mae["layers"])
+
+
+def test_mae_lm_bad_input(brown_data, tmp_path, capsys):
+    train_in_process(train_args(brown_data, tmp_path / "roberta", updates=2))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "export_roberta.py"), str(tmp_path / "roberta" / "checkpoint_last.pt"),
+         str(tmp_path / "out")], env=CHILD_ENV, capture_output=True, text=True,
+    )
+    assert result.returncode != 0 and "is not an MAE-LM checkpoint (model 'roberta'" in result.stderr
+    assert not (tmp_path / "out").exists()
+    from fairseq_maskplug.models.mae_lm import MaeLMConfigError
+
+    with pytest.raises(MaeLMConfigError, match=r"--decoder-embed-dim 128 differs from --encoder-embed-dim 64 but --no-decoder-projection"):
+        train_in_process(mae_args(brown_data, tmp_path / "wide", extra=["--decoder-embed-dim", "128", "--no-decoder-projection"]))
+    with pytest.raises(SystemExit):
+        train_in_process(train_args(brown_data, tmp_path / "typo", extra=["--arch", "mae_lm_bse"]))
+    assert "invalid choice: 'mae_lm_bse'" in capsys.readouterr().err
