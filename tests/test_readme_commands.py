@@ -38,11 +38,22 @@ def run_in_repo(command: str, tmp_path) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("task", ["masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm"])
-def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, task):
-    data = brown_pos_data if task == "time_variant_masked_lm" else brown_data
-    command = readme_command(f"--task {task} ").replace("data/brown_pos", str(data)).replace("data/brown", str(data))
-    output = run_in_repo(f"{command.strip()} {TINY_FLAGS} --save-dir {tmp_path / 'ckpt'}", tmp_path)
+README_TRAIN_EXAMPLES = {
+    "masked_lm_plus": "--task masked_lm_plus --criterion masked_lm --arch roberta_base",
+    "fully_explored": "--task fully_explored_masked_lm",
+    "time_variant": "--task time_variant_masked_lm",
+    "mae_lm": "--arch mae_lm_base",
+}
+
+
+@pytest.mark.parametrize("example", sorted(README_TRAIN_EXAMPLES))
+def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, example):
+    data = brown_pos_data if example == "time_variant" else brown_data
+    extra = "--decoder-layers 1" if example == "mae_lm" else ""
+    command = readme_command(README_TRAIN_EXAMPLES[example])
+    command = command.replace("data/brown_pos", str(data)).replace("data/brown", str(data))
+    command = command.split("\npython scripts/export_roberta.py")[0]  # the MAE-LM block's second command
+    output = run_in_repo(f"{command.strip()} {TINY_FLAGS} {extra} --save-dir {tmp_path / 'ckpt'}", tmp_path)
     assert logged_values(output, "num_updates")[-1] == 5
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 

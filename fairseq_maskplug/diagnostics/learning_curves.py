@@ -34,6 +34,10 @@ ARMS: Dict[str, List[str]] = {
     "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
     "pos_cosine": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
                    "--mask-schedule", "cosine"],
+    "pos_corrected": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
+                      "--pos-bias-correction"],
+    # its validation loss is the decoder's: not comparable with the encoder-only arms
+    "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base", "--decoder-layers", "1"],
 }
 
 MODELS: Dict[str, List[str]] = {
@@ -73,7 +77,7 @@ def arm_command(arm: str, data: str, save_dir: Path, updates: int, validate_ever
     name, batch_size = parse_arm(arm, batch_size)
     return [
         sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR),
-        *ARMS[name], "--criterion", "masked_lm", *MODELS[model],
+        "--criterion", "masked_lm", *MODELS[model], *ARMS[name],  # the arm's flags win
         "--tokens-per-sample", str(tokens_per_sample), "--max-positions", str(tokens_per_sample),
         "--sample-break-mode", "none",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
