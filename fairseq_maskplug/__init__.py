@@ -20,6 +20,6 @@ except ModuleNotFoundError as error:
     if error.name != "fairseq":
         raise
 else:
-    from . import models, tasks  # noqa: E402,F401
+    from . import criterions, models, tasks  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ whole-word units, 80/10/10 corruption, seeded draws, fully-explored partitions."
 from .corruption import Corruption, CorruptionRule, corrupt
 from .draws import MaskDraws, sequence_generator, sequence_seed
 from .fully_explored import FullyExploredOptions, default_segments, fully_explored_masks, segment_ids
-from .masker import MaskedTokens, Masker
+from .masker import MaskedTokens, Masker, ProposedMasks
 from .selection import expand_units, select_by_rank, stochastic_counts
 from .units import maskable_positions, unit_start_index, unit_starts
 
@@ -15,6 +15,7 @@ __all__ = [
     "MaskDraws",
     "MaskedTokens",
     "Masker",
+    "ProposedMasks",
     "corrupt",
     "default_segments",
     "expand_units",

@@ -35,6 +35,17 @@ class MaskedTokens:
     corruption: Corruption
 
 
+@dataclass
+class ProposedMasks:
+    """Masks drawn from a proposal: the masked batch, the unit starts (B, L),
+    the chosen unit starts (B, L) and the race keys (B, L, lower = drawn earlier)."""
+
+    masked: MaskedTokens
+    starts: torch.Tensor
+    chosen: torch.Tensor
+    keys: torch.Tensor
+
+
 class Masker:
     """Selects positions at a ratio and corrupts them (80/10/10 by default).
 
@@ -108,6 +119,20 @@ class Masker:
         keys = exponential_race_keys(draws.unit_scores, unit_weights)
         chosen_starts = select_within_budget(keys, starts, unit_lengths(starts, maskable), budget, draws.crossing_noise)
         return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
+
+    def proposed(self, tokens: torch.Tensor, ratio, draws: MaskDraws, probabilities: torch.Tensor):
+        """Mask ``ratio`` of each sequence's units (stochastically rounded, at
+        least one), drawn without replacement from ``probabilities`` (B, L),
+        read at unit starts (Gumbel top-k as an exponential race).
+
+        The race keys in the result give the draw order that the exact
+        importance weights need."""
+        maskable, starts = self.units(tokens)
+        counts = stochastic_counts(starts.sum(dim=1), ratio, draws.rounding_noise)
+        keys = exponential_race_keys(draws.unit_scores, probabilities.clamp(min=1e-30))
+        chosen_starts = select_by_rank(keys, starts, counts)
+        masked = self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
+        return ProposedMasks(masked, starts, chosen_starts, keys)
 
     def corrupt_units(
         self,

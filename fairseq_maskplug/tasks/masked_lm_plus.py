@@ -120,6 +120,12 @@ class MaskedLMPlusTask(MaskedLMTask):
         logger.info("dictionary: %d types", len(dictionary))
         return dictionary
 
+    def build_model(self, cfg, from_checkpoint=False):
+        """The model, remembering its width (a proposal network is sized from it)."""
+        model = super().build_model(cfg, from_checkpoint)
+        self.model_dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
+        return model
+
     def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
         return build_masker(self.dictionary, self.mask_idx, rule, whole_words, frequency_weighted)
 
@@ -254,6 +260,9 @@ class MaskedLMPlusTask(MaskedLMTask):
     # ------------------------------------------------------------ train/valid
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if getattr(criterion, "masks_with_proposal", False):  # MAPNet draws the masks from its proposal
+            sample = dict(sample, update_num=update_num)
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         sample = self.mask_sample(sample, self.training_masks(sample, update_num))
         with self.capture_logits(model) as logits:
             loss, sample_size, logging_output = super().train_step(
