@@ -135,9 +135,10 @@ def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int =
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    for rank, (proc, out) in enumerate(zip(procs, outputs)):
-        if proc.returncode != 0:
-            raise AssertionError(f"rank {rank} failed ({proc.returncode}):\n{out[-6000:]}")
+    failed = [f"rank {rank} failed ({proc.returncode}):\n{out[-4000:]}"
+              for rank, (proc, out) in enumerate(zip(procs, outputs)) if proc.returncode != 0]
+    if failed:
+        raise AssertionError("\n\n".join(failed))
     return outputs
 
 

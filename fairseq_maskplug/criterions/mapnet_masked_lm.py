@@ -29,6 +29,9 @@ from ..modules.mask_proposal import MaskProposalNetwork
 from ..tasks.config import MaskingOptionError
 
 
+PROPOSAL_STATS = ("mapnet_ess", "mapnet_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_steps")
+
+
 @dataclass
 class MapnetMaskedLMConfig(FairseqDataclass):
     mapnet_layers: int = field(default=2, metadata={"help": "layers of the proposal network"})
@@ -129,7 +132,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         update = sample["update_num"]
         draws = task.train_draws(sample, update)
         ratio = task.schedule(update)
-        stats = {}
+        # every step logs the same keys (data-parallel ranks sum them key by key)
+        stats = {key: torch.zeros((), device=tokens.device) for key in PROPOSAL_STATS}
         if self.uses_uniform_masks(sample, update):
             masked = masker(tokens, ratio, draws)
             token_weights = None
@@ -138,7 +142,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             scores = self.proposal(tokens, model.encoder.sentence_encoder if self.cfg.mapnet_share_embeddings else None)
             proposed = masker.proposed(tokens, ratio, draws, proposal_distribution(scores.detach(), masker.units(tokens)[1]))
             masked = proposed.masked
-            token_weights, stats = self.importance_weights(scores.detach(), proposed)
+            token_weights, weight_stats = self.importance_weights(scores.detach(), proposed)
+            stats.update(weight_stats)
 
         predicted = masked.predicted
         logits = model(**dict(sample["net_input"], src_tokens=masked.src_tokens), masked_tokens=predicted)[0]
@@ -199,7 +204,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         q_position = q.gather(1, unit_start_index(proposed.starts))[proposed.masked.predicted]
         correlation = torch.corrcoef(torch.stack([q_position.float(), token_loss.float()]))[0, 1]
         return {"mapnet_entropy": entropy.float().data, "mapnet_corr": torch.nan_to_num(correlation).data,
-                "mapnet_steps": 1}
+                "mapnet_steps": torch.ones((), device=scores.device)}
 
     # --------------------------------------------------------------- logging
 
