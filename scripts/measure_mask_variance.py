@@ -2,7 +2,7 @@
 """Mask-only gradient variance of masking strategies on a fixed batch.
 
     python scripts/measure_mask_variance.py --data DIR [--checkpoint CKPT] \\
-        --strategies random,random_k,fully_explored,fully_explored_contiguous \\
+        --strategies random,random_k,fully_explored,fully_explored_contiguous[,mapnet] \\
         --draws 32 --json OUT [--segments 7] [--hamming-curve]
 
 Without --checkpoint, a freshly initialised RoBERTa of the size given by
@@ -48,6 +48,20 @@ def fresh_model(data, args):
     return task, model
 
 
+def load_mapnet_criterion(checkpoint, task):
+    """The trained proposal network of a mapnet_masked_lm checkpoint."""
+    if checkpoint is None:
+        sys.exit("--strategies mapnet needs --checkpoint of a run with --criterion mapnet_masked_lm")
+    from fairseq import checkpoint_utils
+
+    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+    if state["cfg"]["criterion"].get("_name") != "mapnet_masked_lm":
+        sys.exit(f"--strategies mapnet: {checkpoint} was not trained with --criterion mapnet_masked_lm")
+    criterion = task.build_criterion(state["cfg"]["criterion"])
+    criterion.load_state_dict(state["criterion"], strict=True)
+    return criterion.eval()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -71,7 +85,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, force=True)
 
     task, model = load_for_masking(args.checkpoint, args.data) if args.checkpoint else fresh_model(args.data, args)
-    available = strategies(task.train_masker, args.segments, args.seed)
+    criterion = load_mapnet_criterion(args.checkpoint, task) if "mapnet" in args.strategies else None
+    available = strategies(task.train_masker, args.segments, args.seed, model, criterion)
     names = [s for s in args.strategies.split(",") if s]
     unknown = [s for s in names if s not in available]
     if unknown:
@@ -101,6 +116,8 @@ def main(argv=None):
     }
     if "random_k" in grads and "fully_explored" in grads:
         result["fully_explored_over_random_k"] = ratio_estimate(grads["fully_explored"], grads["random_k"])
+    if "random" in grads and "mapnet" in grads:
+        result["mapnet_over_random"] = ratio_estimate(grads["mapnet"], grads["random"])
     if args.hamming_curve:
         result["hamming_curve"] = hamming_curve(
             model, params, tokens, batch["id"].tolist(), task.train_masker, 1 / args.segments, args.pairs, args.seed
@@ -109,9 +126,10 @@ def main(argv=None):
         json.dump(result, handle, indent=2)
     for e in estimates:
         print(f"{e.strategy:28s} relative_variance {e.relative_variance:.4f}  95% CI [{e.ci_low:.4f}, {e.ci_high:.4f}]")
-    if "fully_explored_over_random_k" in result:
-        r = result["fully_explored_over_random_k"]
-        print(f"fully_explored / random_k: {r['ratio']:.4f}  95% CI [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+    for key, label in (("fully_explored_over_random_k", "fully_explored / random_k"), ("mapnet_over_random", "mapnet / random")):
+        if key in result:
+            r = result[key]
+            print(f"{label}: {r['ratio']:.4f}  95% CI [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
     for point in result.get("hamming_curve", []):
         print(f"overlap {point['overlap_fraction']:.2f}  H {point['mean_hamming']:6.2f}  cov/var {point['covariance_over_variance']:.4f}  cos {point['cosine']:.4f}")
 

@@ -3,7 +3,10 @@
 (gradients, gloo, fp16 with extreme proposals, resume) and bad input."""
 
 import itertools
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +14,8 @@ import torch
 from fairseq_maskplug.masking import MaskDraws
 from fairseq_maskplug.masking.importance import log_weights
 from harness import (
+    CHILD_ENV,
+    REPO_ROOT,
     checkpoint_state,
     logged_values,
     max_param_difference,
@@ -126,6 +131,16 @@ def test_proposal_network_learns(brown_data, tmp_path):
     changed = [k for k in at5 if not torch.equal(at5[k], at10[k])]
     assert len(changed) == len(at5), sorted(set(at5) - set(changed))
     assert not any(k.startswith("proposal") for k in checkpoint_state(save / "checkpoint_1_10.pt")["model"])
+    # the variance measurement's mapnet strategy reads the trained proposal back
+    out = tmp_path / "variance.json"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
+               "--checkpoint", str(save / "checkpoint_1_10.pt"), "--strategies", "random,mapnet", "--draws", "4",
+               "--batch-size", "4", "--json", str(out)]
+    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [s["strategy"] for s in report["strategies"]] == ["random", "mapnet"]
+    assert report["mapnet_over_random"]["ci_low"] <= report["mapnet_over_random"]["ratio"] <= report["mapnet_over_random"]["ci_high"]
 
 
 def test_mapnet_resume_is_exact(brown_data, tmp_path):
@@ -155,7 +170,8 @@ def dump_criterion_preamble(out_dir) -> str:
 
 
 def test_proposal_parameters_agree_across_two_gloo_ranks(brown_data, tmp_path):
-    outputs = train_data_parallel(mapnet_args(brown_data, tmp_path / "ddp", updates=10, extra=["--mapnet-explore-prob", "0.3"]),
+    flags = ["--mapnet-explore-prob", "0.3", "--mapnet-own-embeddings"]
+    outputs = train_data_parallel(mapnet_args(brown_data, tmp_path / "ddp", updates=10, extra=flags),
                                   preamble=dump_criterion_preamble(tmp_path))
     assert logged_values(outputs[0], "num_updates")[-1] == 10
     rank0, rank1 = torch.load(tmp_path / "criterion0.pt"), torch.load(tmp_path / "criterion1.pt")
@@ -192,7 +208,7 @@ def test_memory_efficient_fp16_with_extreme_proposals_stays_finite(brown_data, t
         (["--task", "masked_lm"], r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset"),
         (["--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
         (["--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),
-        (["--mapnet-embed-dim", "128"], r"--mapnet-embed-dim 128 is wider than the model \(64\) while --mapnet-share-embeddings"),
+        (["--mapnet-embed-dim", "128"], r"--mapnet-embed-dim 128 is wider than the model \(64\) whose embeddings it reads.*--mapnet-own-embeddings"),
     ],
 )
 def test_mapnet_bad_input(brown_data, tmp_path, flags, message):

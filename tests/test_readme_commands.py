@@ -43,6 +43,7 @@ README_TRAIN_EXAMPLES = {
     "fully_explored": "--task fully_explored_masked_lm",
     "time_variant": "--task time_variant_masked_lm",
     "mae_lm": "--arch mae_lm_base",
+    "mapnet": "--criterion mapnet_masked_lm",
 }
 
 

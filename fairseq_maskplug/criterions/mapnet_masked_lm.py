@@ -37,10 +37,10 @@ class MapnetMaskedLMConfig(FairseqDataclass):
     mapnet_layers: int = field(default=2, metadata={"help": "layers of the proposal network"})
     mapnet_embed_dim: int = field(default=0, metadata={"help": "proposal network width (0 = half the model's)"})
     mapnet_heads: int = field(default=0, metadata={"help": "proposal network attention heads (0 = width / 32)"})
-    mapnet_share_embeddings: bool = field(
-        default=True,
-        metadata={"help": "read the main model's token and position embeddings (and their LayerNorm) "
-                  "instead of owning embeddings"},
+    mapnet_own_embeddings: bool = field(
+        default=False,
+        metadata={"help": "give the proposal network its own token and position embeddings instead of "
+                  "reading the model's (and their LayerNorm, gradients flowing into them)"},
     )
     mapnet_weights: ChoiceEnum(WEIGHT_MODES) = field(
         default="exact_ordered",
@@ -90,16 +90,16 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         if model_dim is None:
             raise MaskingOptionError("mapnet_masked_lm needs the model built first (task.build_model)")
         dim = cfg.mapnet_embed_dim or max(8, model_dim // 2)
-        if cfg.mapnet_share_embeddings and dim > model_dim:
+        if not cfg.mapnet_own_embeddings and dim > model_dim:
             raise MaskingOptionError(
-                f"--mapnet-embed-dim {dim} is wider than the model ({model_dim}) while --mapnet-share-embeddings "
-                "reads the model's embeddings: use a width <= the model's or --no-mapnet-share-embeddings"
+                f"--mapnet-embed-dim {dim} is wider than the model ({model_dim}) whose embeddings it reads: "
+                "use a width <= the model's, or --mapnet-own-embeddings"
             )
         heads = cfg.mapnet_heads or max(1, dim // 32)
         if dim % heads:
             raise MaskingOptionError(f"--mapnet-embed-dim {dim} must be divisible by --mapnet-heads {heads}")
         self.proposal = MaskProposalNetwork(
-            model_dim, dim, cfg.mapnet_layers, heads, cfg.mapnet_share_embeddings, len(task.source_dictionary),
+            model_dim, dim, cfg.mapnet_layers, heads, not cfg.mapnet_own_embeddings, len(task.source_dictionary),
             task.source_dictionary.pad(), task.cfg.tokens_per_sample,
         )
 
@@ -139,7 +139,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             token_weights = None
             scores = None
         else:
-            scores = self.proposal(tokens, model.encoder.sentence_encoder if self.cfg.mapnet_share_embeddings else None)
+            scores = self.proposal(tokens, model.encoder.sentence_encoder)
             proposed = masker.proposed(tokens, ratio, draws, proposal_distribution(scores.detach(), masker.units(tokens)[1]))
             masked = proposed.masked
             token_weights, weight_stats = self.importance_weights(scores.detach(), proposed)

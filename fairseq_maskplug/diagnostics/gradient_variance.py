@@ -14,26 +14,30 @@ function of their Hamming distance (the quantity FE-MLM's theorem is about).
 import math
 import re
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ..masking import FullyExploredOptions, MaskDraws, MaskedTokens, Masker, fully_explored_masks
 from ..masking.fully_explored import unit_ranks
+from ..masking.importance import proposal_distribution
 
-# A strategy masks the clean (B, L) tokens for draw r; it may return K·B rows.
-Strategy = Callable[[torch.Tensor, Sequence[int], int], MaskedTokens]
+# A strategy masks the clean (B, L) tokens for draw r (it may return K·B rows)
+# and gives the per-predicted-token loss weights (None: all 1).
+Strategy = Callable[[torch.Tensor, Sequence[int], int], Tuple[MaskedTokens, Optional[torch.Tensor]]]
 STREAM = "variance"
 
 
-def strategies(masker: Masker, segments: int, seed: int) -> Dict[str, Strategy]:
+def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=None) -> Dict[str, Strategy]:
     """The comparable strategies, all at the same per-mask ratio 1/K:
 
     random: one uniform mask per sequence (ratio 1/K);
     random_k: K independent uniform masks per sequence, all in the batch
         (the same compute as fully-explored);
-    fully_explored / fully_explored_contiguous: K disjoint segments.
+    fully_explored / fully_explored_contiguous: K disjoint segments;
+    mapnet (given a trained ``mapnet_masked_lm`` criterion and its model):
+        one mask per sequence from the proposal, with its importance weights.
     """
     ratio = 1.0 / segments
 
@@ -41,23 +45,34 @@ def strategies(masker: Masker, segments: int, seed: int) -> Dict[str, Strategy]:
         return MaskDraws.for_sequences(STREAM, seed, draw, ids, tokens.size(1), tokens.device)
 
     def random(tokens, ids, draw):
-        return masker(tokens, ratio, draws(tokens, ids, draw))
+        return masker(tokens, ratio, draws(tokens, ids, draw)), None
 
     def random_k(tokens, ids, draw):
         copies = [masker(tokens, ratio, draws(tokens, ids, draw * segments + k)) for k in range(segments)]
         stacked = [torch.stack([getattr(c, f) for c in copies], dim=1).flatten(0, 1) for f in ("src_tokens", "target", "predicted", "maskable")]
-        return MaskedTokens(*stacked, corruption=None)
+        return MaskedTokens(*stacked, corruption=None), None
 
     def fully_explored(partition):
         options = FullyExploredOptions(segments, partition)
-        return lambda tokens, ids, draw: fully_explored_masks(masker, tokens, draws(tokens, ids, draw), options)
+        return lambda tokens, ids, draw: (fully_explored_masks(masker, tokens, draws(tokens, ids, draw), options), None)
 
-    return {
+    available = {
         "random": random,
         "random_k": random_k,
         "fully_explored": fully_explored("random"),
         "fully_explored_contiguous": fully_explored("contiguous"),
     }
+    if criterion is not None:
+        def mapnet(tokens, ids, draw):
+            """Masks from the trained proposal, importance-weighted as in training."""
+            scores = criterion.proposal(tokens, model.encoder.sentence_encoder)
+            q = proposal_distribution(scores.detach(), masker.units(tokens)[1])
+            proposed = masker.proposed(tokens, ratio, draws(tokens, ids, draw), q)
+            weights, _ = criterion.importance_weights(scores.detach(), proposed)
+            return proposed.masked, weights
+
+        available["mapnet"] = mapnet
+    return available
 
 
 def selected_parameters(model, pattern: str) -> List[torch.nn.Parameter]:
@@ -73,12 +88,16 @@ def selected_parameters(model, pattern: str) -> List[torch.nn.Parameter]:
     return chosen
 
 
-def masked_lm_gradient(model, params, masked: MaskedTokens, pad_idx: int) -> torch.Tensor:
-    """Flat float32 gradient of Σ CE over predicted tokens / #predicted."""
+def masked_lm_gradient(model, params, masked: MaskedTokens, pad_idx: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Flat float32 gradient of Σ w · CE over predicted tokens / #predicted
+    (w = 1 unless ``weights`` (N,) are given)."""
     model.zero_grad(set_to_none=True)
     predicted = masked.target.ne(pad_idx)
     logits = model(masked.src_tokens, masked_tokens=predicted)[0]
-    loss = F.cross_entropy(logits.float(), masked.target[predicted], reduction="sum") / predicted.sum().clamp(min=1)
+    token_loss = F.cross_entropy(logits.float(), masked.target[predicted], reduction="none")
+    if weights is not None:
+        token_loss = token_loss * weights
+    loss = token_loss.sum() / predicted.sum().clamp(min=1)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float() for g, p in zip(grads, params)])
 
@@ -120,11 +139,14 @@ def replicates(grads: torch.Tensor, counts: torch.Tensor):
     gram = grads.double() @ grads.double().T
     value = relative_variance_from_gram(gram, torch.ones(grads.size(0), dtype=torch.float64)).item()
     boot = relative_variance_from_gram(gram, counts)
-    return value, boot * (value / boot.mean())
+    return value, boot * (value / boot[torch.isfinite(boot)].mean())
 
 
 def interval(boot: torch.Tensor):
-    return tuple(torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist())
+    """2.5 % and 97.5 % quantiles of the finite replicates (a resample that
+    repeats one draw has no spread, and a ratio of two such is undefined)."""
+    finite = boot[torch.isfinite(boot)]
+    return tuple(torch.quantile(finite, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist())
 
 
 def estimate(name: str, grads: torch.Tensor, bootstrap: int = 2000, seed: int = 0) -> VarianceEstimate:
@@ -148,10 +170,12 @@ def ratio_estimate(numerator: torch.Tensor, denominator: torch.Tensor, bootstrap
 
 def measure_strategies(model, params, tokens, ids, pad_idx, chosen: Dict[str, Strategy], draws: int) -> Dict[str, torch.Tensor]:
     """{strategy: (draws, D) gradients}, draw r of every strategy from the same seeds."""
-    return {
-        name: torch.stack([masked_lm_gradient(model, params, strategy(tokens, ids, r), pad_idx) for r in range(draws)])
-        for name, strategy in chosen.items()
-    }
+
+    def gradient(strategy, draw):
+        masked, weights = strategy(tokens, ids, draw)
+        return masked_lm_gradient(model, params, masked, pad_idx, weights)
+
+    return {name: torch.stack([gradient(strategy, r) for r in range(draws)]) for name, strategy in chosen.items()}
 
 
 def hamming_curve(

@@ -43,7 +43,8 @@ class MaskProposalNetwork(nn.Module):
         self.scale = dim ** -0.5
         self.apply(init_bert_params)
 
-    def forward(self, tokens: torch.Tensor, sentence_encoder=None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, sentence_encoder) -> torch.Tensor:
+        """``sentence_encoder``: the main model's (read only when sharing embeddings)."""
         padding = tokens.eq(self.padding_idx)
         if self.share_embeddings:
             x = sentence_encoder.forward_embedding(tokens)[0]
