@@ -61,6 +61,7 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
             stock["kept"] += (src[predicted] == clean[predicted]).sum().item()
             stock["specials"] += torch.isin(clean[predicted], specials).sum().item()
         stock["random"] = stock["predicted"] - stock["mask"] - stock["kept"]
+    print(f"masked_lm_plus: {ours}\nstock MaskTokensDataset: {stock}")  # shown with pytest -s
     assert ours["predicted"] > 90_000
     assert abs(ours["predicted"] / ours["maskable"] - 0.15) < 0.003
     assert abs(stock["predicted"] / stock["tokens"] - 0.15) < 0.003

@@ -37,6 +37,7 @@ ARMS: Dict[str, List[str]] = {
     "pos_corrected": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
                       "--pos-bias-correction"],
     "mapnet": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm"],
+    "mapnet_clipped": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm", "--mapnet-weights", "product_clipped"],
     # its validation loss is the decoder's: not comparable with the encoder-only arms
     "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base", "--decoder-layers", "1"],
 }
