@@ -139,10 +139,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             token_weights = None
             scores = None
         else:
-            scores = self.proposal(tokens, model.encoder.sentence_encoder)
-            proposed = masker.proposed(tokens, ratio, draws, proposal_distribution(scores.detach(), masker.units(tokens)[1]))
+            scores, q, proposed, token_weights, weight_stats = self.propose(model, tokens, ratio, draws)
             masked = proposed.masked
-            token_weights, weight_stats = self.importance_weights(scores.detach(), proposed)
             stats.update(weight_stats)
 
         predicted = masked.predicted
@@ -153,7 +151,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             proposal_loss = sum(p.sum() for p in self.proposal.parameters()) * 0.0
         else:
             proposal_loss = self.score_function_loss(scores, proposed, token_loss.detach())
-            stats.update(self.proposal_stats(scores.detach(), proposed, token_loss.detach()))
+            stats.update(self.proposal_stats(q, proposed, token_loss.detach()))
         loss = main + self.cfg.mapnet_lambda * proposal_loss
         sample_size = predicted.sum()
         logging_output = {
@@ -163,20 +161,31 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         }
         return loss, sample_size, logging_output
 
-    def importance_weights(self, scores, proposed):
-        """Float32 weight of every predicted token and the weight statistics."""
-        q = proposal_distribution(scores, proposed.starts)
+    def propose(self, model, tokens, ratio, draws):
+        """Score ``tokens``, draw masks from the proposal and weight them:
+        (scores (B, L) with gradient, detached q (B, L), ProposedMasks,
+        float32 weight per predicted token, weight statistics)."""
+        masker = self.task.train_masker
+        scores = self.proposal(tokens, model.encoder.sentence_encoder)
+        q = proposal_distribution(scores.detach(), masker.units(tokens)[1])
+        proposed = masker.proposed(tokens, ratio, draws, q)
+        weights, stats = self.importance_weights(q, proposed)
+        return scores, q, proposed, weights, stats
+
+    def importance_weights(self, q, proposed):
+        """Float32 weight of every predicted token and the weight statistics,
+        from the detached proposal ``q`` (B, L)."""
         mode = str(self.cfg.mapnet_weights)
         start_index = unit_start_index(proposed.starts)
         predicted = proposed.masked.predicted
         if mode == "per_token":
             per_unit = log_weights(q, proposed.starts, proposed.chosen, proposed.keys, "per_token").exp()
             per_position = expand_units(per_unit, start_index, proposed.masked.maskable)
-            weights, clipped = per_position[predicted], torch.zeros((), dtype=torch.float64, device=scores.device)
+            weights, clipped = per_position[predicted], torch.zeros((), dtype=torch.float64, device=q.device)
         else:
             weights = log_weights(q, proposed.starts, proposed.chosen, proposed.keys,
                                   "product" if mode == "product_clipped" else "exact_ordered").exp()
-            clipped = torch.zeros((), dtype=torch.float64, device=scores.device)
+            clipped = torch.zeros((), dtype=torch.float64, device=q.device)
             if mode == "product_clipped":
                 weights, clipped = clip_and_normalize(weights, self.cfg.mapnet_clip)
             weights = weights.unsqueeze(1).expand_as(predicted)[predicted]
@@ -196,15 +205,14 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         reward = (token_loss - baseline).double()
         return -(torch.log(q_position + 1e-4) * reward)[became_mask].sum().float()
 
-    def proposal_stats(self, scores, proposed, token_loss):
+    def proposal_stats(self, q, proposed, token_loss):
         """Mean proposal entropy (nats) per sequence and the correlation of
-        the proposal with the per-token losses, for logging."""
-        q = proposal_distribution(scores, proposed.starts)
+        the proposal ``q`` (detached) with the per-token losses, for logging."""
         entropy = -(q * q.clamp(min=1e-30).log()).sum(dim=1).mean()
         q_position = q.gather(1, unit_start_index(proposed.starts))[proposed.masked.predicted]
         correlation = torch.corrcoef(torch.stack([q_position.float(), token_loss.float()]))[0, 1]
         return {"mapnet_entropy": entropy.float().data, "mapnet_corr": torch.nan_to_num(correlation).data,
-                "mapnet_steps": torch.ones((), device=scores.device)}
+                "mapnet_steps": torch.ones((), device=q.device)}
 
     # --------------------------------------------------------------- logging
 

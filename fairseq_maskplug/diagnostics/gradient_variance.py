@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from ..masking import FullyExploredOptions, MaskDraws, MaskedTokens, Masker, fully_explored_masks
 from ..masking.fully_explored import unit_ranks
-from ..masking.importance import proposal_distribution
 
 # A strategy masks the clean (B, L) tokens for draw r (it may return K·B rows)
 # and gives the per-predicted-token loss weights (None: all 1).
@@ -65,10 +64,7 @@ def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=N
     if criterion is not None:
         def mapnet(tokens, ids, draw):
             """Masks from the trained proposal, importance-weighted as in training."""
-            scores = criterion.proposal(tokens, model.encoder.sentence_encoder)
-            q = proposal_distribution(scores.detach(), masker.units(tokens)[1])
-            proposed = masker.proposed(tokens, ratio, draws(tokens, ids, draw), q)
-            weights, _ = criterion.importance_weights(scores.detach(), proposed)
+            _, _, proposed, weights, _ = criterion.propose(model, tokens, ratio, draws(tokens, ids, draw))
             return proposed.masked, weights
 
         available["mapnet"] = mapnet
