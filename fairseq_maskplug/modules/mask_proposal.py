@@ -38,8 +38,12 @@ class MaskProposalNetwork(nn.Module):
             activation_fn="gelu",
         ))
         self.layers = nn.ModuleList([TransformerEncoderLayerBase(config) for _ in range(layers)])
-        self.final_layer_norm = LayerNorm(dim)
-        self.output = nn.Linear(dim, 1)
+        # No biases after the last layer: q is a softmax over each sequence's
+        # positions, so a constant added to every score changes nothing and
+        # such a bias would only collect rounding noise, which Adam turns
+        # into full-size steps.
+        self.final_layer_norm = nn.LayerNorm(dim, bias=False)
+        self.output = nn.Linear(dim, 1, bias=False)
         self.scale = dim ** -0.5
         self.apply(init_bert_params)
 

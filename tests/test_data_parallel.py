@@ -1,0 +1,95 @@
+"""Data-parallel equivalence, for every method: 2 gloo ranks with batch B reach
+the parameters 1 process with batch 2B reaches, on the same data.
+
+What is compared, and why it is the right comparison: a sequence's mask is a
+function of (--seed, update, sample id) only, never of its rank, batch or
+padding, so the two set-ups draw identical masks when every update holds the
+same sequences. The train split here holds exactly 2B blocks, so every update
+is one epoch: one batch of 2B on one rank, or B on each of two ranks (fairseq
+shards an epoch's batches over the ranks). The gradient is then the same sum
+over the same masked sequences divided by the same predicted-token count (the
+trainer all-reduces it), the POS running losses are updated once per update
+from sums all-reduced over the ranks, and the proposal network sees the same
+sequences. What differs is only the order of floating-point additions (per
+rank, then all-reduced), hence a small tolerance. Dropout is off: its draws
+depend on a row's place in its batch, which the two set-ups do not share.
+"""
+
+import shutil
+
+import pytest
+import torch
+from fairseq.data import Dictionary, data_utils, indexed_dataset
+
+from harness import (
+    METHOD_FLAGS,
+    POS_METHODS,
+    TOKENS_PER_SAMPLE,
+    checkpoint_state,
+    logged_values,
+    max_param_difference,
+    start_fairseq_train,
+    train_args,
+    train_data_parallel,
+)
+
+B = 4
+UPDATES = 3
+TOLERANCE = 1e-5  # measured differences are below 3e-7 (see the closing note of issue 6)
+FLAGS = ["--dropout", "0", "--attention-dropout", "0", "--train-subset", "dp", "--disable-validation", "--log-interval", "1",
+         "--required-batch-size-multiple", "1"]  # fairseq drops sequences when --batch-size is below the multiple
+
+
+def write_split(source_prefix, out_prefix, dictionary, tokens: int):
+    """The first ``tokens`` tokens of ``source_prefix``'s lines (the last line
+    cut short) as a new binarised split."""
+    lines = data_utils.load_indexed_dataset(str(source_prefix), dictionary)
+    builder = indexed_dataset.make_builder(str(out_prefix) + ".bin", impl="mmap", vocab_size=len(dictionary))
+    left = tokens
+    for i in range(len(lines)):
+        line = lines[i][:left]
+        builder.add_item(line)
+        left -= len(line)
+        if left == 0:
+            break
+    builder.finalize(str(out_prefix) + ".idx")
+
+
+@pytest.fixture(scope="module")
+def two_batch_data(brown_pos_data, tmp_path_factory):
+    """The POS Brown slice plus a split 'dp' of exactly 2B blocks (tokens and tags)."""
+    data = tmp_path_factory.mktemp("dp") / "data"
+    shutil.copytree(brown_pos_data, data)
+    tokens = 2 * B * (TOKENS_PER_SAMPLE - 1)  # blocks hold tokens_per_sample - 1 tokens, then <s> is prepended
+    write_split(data / "train", data / "dp", Dictionary.load(str(data / "dict.txt")), tokens)
+    write_split(data / "pos" / "train", data / "pos" / "dp", Dictionary.load(str(data / "pos" / "dict.txt")), tokens)
+    return data
+
+
+def run_args(method, data, save_dir, batch_size):
+    return train_args(data, save_dir, updates=UPDATES, batch_size=batch_size, extra=[*METHOD_FLAGS[method], *FLAGS])
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
+def test_two_ranks_of_batch_b_match_one_rank_of_batch_2b(method, two_batch_data, tmp_path):
+    single = start_fairseq_train(run_args(method, two_batch_data, tmp_path / "single", 2 * B))
+    ranks = train_data_parallel(run_args(method, two_batch_data, tmp_path / "ranks", B))
+    single_output = single.communicate(timeout=300)[0]
+    assert single.returncode == 0, single_output[-3000:]
+
+    copies = 4 if method == "fully_explored" else 1
+    for output in (single_output, ranks[0]):
+        assert logged_values(output, "num_updates") == [1.0, 2.0, 3.0]
+        assert logged_values(output, "bsz") == [float(2 * B * copies)] * UPDATES  # one epoch per update
+    losses = logged_values(single_output, "loss")
+    assert logged_values(ranks[0], "loss") == losses
+    one, two = checkpoint_state(tmp_path / "single" / "checkpoint_last.pt"), checkpoint_state(tmp_path / "ranks" / "checkpoint_last.pt")
+    difference = max_param_difference(one["model"], two["model"])
+    print(f"{method}: largest parameter difference {difference:.3g}")  # shown with pytest -s
+    assert difference <= TOLERANCE
+    if method == "mapnet":
+        assert max_param_difference(one["criterion"], two["criterion"]) <= TOLERANCE
+    if method in POS_METHODS:
+        running = [state["task_state"]["pos_running_loss"]["running"] for state in (one, two)]
+        assert running[0].gt(0).sum() >= 8
+        assert torch.allclose(running[0], running[1], rtol=0, atol=TOLERANCE)
