@@ -75,6 +75,18 @@ def train_args(
     ]
 
 
+# Every method, as the flags that select it on top of train_args (later flags
+# win); methods marked with pos need a data dir with the POS side input.
+METHOD_FLAGS = {
+    "masked_lm_plus": [],
+    "fully_explored": ["--masking", "fully_explored", "--fe-segments", "4"],
+    "time_variant_pos": ["--mask-schedule", "cosine", "--mask-whole-words", "--content-weighting", "pos"],
+    "mapnet": ["--criterion", "mapnet_masked_lm"],
+    "mae_lm": ["--arch", "mae_lm_base", "--decoder-layers", "1"],
+}
+POS_METHODS = {"time_variant_pos"}
+
+
 def train_in_process(args: Sequence[str]):
     """Run fairseq-train's main in this process (as ``fairseq-train ARGS``)."""
     from fairseq import distributed_utils, options
@@ -100,6 +112,28 @@ def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = ""
     if result.returncode != 0:
         raise AssertionError(f"fairseq-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def kill_at_update_preamble(update: int) -> str:
+    """A preamble that makes fairseq-train SIGKILL itself right after update
+    ``update`` (no clean-up, no checkpoint: as if the machine died)."""
+    return (
+        "import os, signal\n"
+        "from fairseq import trainer as _t\n"
+        "_step = _t.Trainer.train_step\n"
+        "def _train_step(self, *a, **k):\n"
+        "    out = _step(self, *a, **k)\n"
+        f"    if self.get_num_updates() == {update}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return out\n"
+        "_t.Trainer.train_step = _train_step\n"
+    )
+
+
+def start_fairseq_train(args: Sequence[str], preamble: str = "") -> subprocess.Popen:
+    """``fairseq-train ARGS`` started in a child process (output captured)."""
+    return subprocess.Popen(fairseq_train_command(args, preamble), env=CHILD_ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def free_port() -> int:

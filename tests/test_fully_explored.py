@@ -1,5 +1,6 @@
 """Fully-explored masking: disjoint covering segments, ratios, marginals, the
-short-sequence rule, the dataset form, and training (resume, gloo, fp16)."""
+short-sequence rule, the dataset form, and training under fp16 (resume and
+data-parallel: test_interrupted_training, test_data_parallel)."""
 
 import math
 
@@ -8,12 +9,8 @@ import torch
 
 from fairseq_maskplug.masking import FullyExploredOptions, fully_explored_masks
 from harness import (
-    checkpoint_state,
     logged_values,
-    max_param_difference,
     train_args,
-    train_data_parallel,
-    train_in_process,
     train_subprocess,
 )
 from test_masking import PAD, draws_for, make_batch, make_masker, word_start_table
@@ -155,21 +152,6 @@ def fe_args(data, save_dir, **kwargs):
     return train_args(data, save_dir, task="fully_explored_masked_lm", **kwargs)
 
 
-def test_fully_explored_resume_gives_the_uninterrupted_parameters(brown_data, tmp_path):
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    extra = ["--fe-segments", "4", "--fe-partition", "random"]
-    train_in_process(fe_args(brown_data, straight, updates=16, batch_size=4, extra=extra))
-    train_in_process(fe_args(brown_data, split, updates=8, total_updates=16, batch_size=4, extra=extra))
-    train_in_process(fe_args(brown_data, split, updates=16, total_updates=16, batch_size=4, extra=extra))
-    a, b = checkpoint_state(straight / "checkpoint_last.pt"), checkpoint_state(split / "checkpoint_last.pt")
-    assert max_param_difference(a["model"], b["model"]) <= 1e-6
-
-
-def test_fully_explored_trains_with_two_gloo_ranks(brown_data, tmp_path):
-    outputs = train_data_parallel(fe_args(brown_data, tmp_path / "ddp", updates=10, batch_size=4, extra=["--fe-segments", "4"]))
-    assert logged_values(outputs[0], "num_updates")[-1] == 10
-    assert set(logged_values(outputs[0], "bsz")) == {32.0}  # 2 ranks × 4 sequences × 4 copies
-    assert set(logged_values(outputs[0], "mask_ratio")) == {0.25}
 
 
 def test_fully_explored_trains_under_memory_efficient_fp16(brown_data, tmp_path):

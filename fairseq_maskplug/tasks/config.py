@@ -106,6 +106,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
     max_update: int = II("optimization.max_update")
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
+    reset_dataloader: bool = II("checkpoint.reset_dataloader")
 
 
 def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
@@ -198,9 +199,6 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
         raise MaskingOptionError(
             "--d2v2-multi / --include-target-tokens are data2vec options; masked_lm_plus does not support them"
         )
-
-
-
 
 @dataclass
 class FullyExploredMaskedLMConfig(MaskedLMPlusConfig):

@@ -48,7 +48,7 @@ from .config import (
     ratio_schedule,
 )
 from .content_weighting import PosContentWeighting, captured_logits, predicted_token_losses
-from .resume import running_state_to_restore
+from .resume import task_state_to_restore
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,6 @@ class MaskedLMPlusTask(MaskedLMTask):
             self.content_weighting = PosContentWeighting(
                 tags, cfg.pos_momentum, cfg.pos_temperature, cfg.pos_bias_correction
             )
-            restored = running_state_to_restore(cfg)
-            if restored is not None:
-                self.load_state_dict(restored)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -125,6 +122,16 @@ class MaskedLMPlusTask(MaskedLMTask):
         model = super().build_model(cfg, from_checkpoint)
         self.model_dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
         return model
+
+    def build_criterion(self, cfg, from_checkpoint=False):
+        """The criterion; then, the whole training configuration being known,
+        check the checkpoint fairseq-train will resume from and restore the
+        task's running state from it (see :mod:`.resume`)."""
+        criterion = super().build_criterion(cfg, from_checkpoint)
+        task_state = task_state_to_restore(self.cfg, cfg)
+        if task_state is not None:
+            self.load_state_dict(task_state)
+        return criterion
 
     def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
         return build_masker(self.dictionary, self.mask_idx, rule, whole_words, frequency_weighted)

@@ -1,0 +1,153 @@
+"""Interrupted training loses nothing. A run killed with SIGKILL between two
+checkpoints, started again with the same command, resumes from its last
+checkpoint and ends in exactly the state an uninterrupted run ends in:
+parameters, proposal network, optimizer moments, learning-rate schedule, data
+iterator and running POS losses. A checkpoint trained with other masking
+options is refused before any update, unless the user resets."""
+
+import re
+import shutil
+import signal
+
+import pytest
+import torch
+
+from fairseq_maskplug.tasks.resume import ResumeMismatchError
+from harness import (
+    METHOD_FLAGS,
+    POS_METHODS,
+    checkpoint_state,
+    kill_at_update_preamble,
+    start_fairseq_train,
+    train_args,
+    train_in_process,
+    train_subprocess,
+)
+
+UPDATES, SAVE_EVERY, KILL_AT = 12, 4, 10  # killed after update 10: updates 9 and 10 are lost
+
+
+def method_args(method, data, save_dir):
+    return train_args(data, save_dir, updates=UPDATES, extra=[*METHOD_FLAGS[method], "--save-interval-updates", str(SAVE_EVERY)])
+
+
+def assert_identical(a, b, where: str):
+    """``a`` and ``b`` hold the same keys and bit-identical tensors."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(set(a) ^ set(b))}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), f"{where}: max difference {(a.double() - b.double()).abs().max().item():.3g}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def training_state(path):
+    """What a resumed run must reproduce, from a checkpoint."""
+    state = checkpoint_state(path)
+    history = state["optimizer_history"][-1]
+    return {
+        "model": state["model"],
+        "criterion": state.get("criterion", {}),
+        "optimizer": state["last_optimizer_state"],
+        "lr_scheduler": history["lr_scheduler_state"],
+        "num_updates": history["num_updates"],
+        "train_iterator": state["extra_state"]["train_iterator"],
+        "task_state": state.get("task_state", {}),
+    }
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
+def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown_pos_data, tmp_path):
+    data = brown_pos_data if method in POS_METHODS else brown_data
+    straight = start_fairseq_train(method_args(method, data, tmp_path / "straight"))
+    killed = start_fairseq_train(method_args(method, data, tmp_path / "killed"), kill_at_update_preamble(KILL_AT))
+    killed_output = killed.communicate(timeout=300)[0]
+    assert killed.returncode == -signal.SIGKILL, killed_output[-3000:]
+    assert training_state(tmp_path / "killed" / "checkpoint_last.pt")["num_updates"] == 8
+
+    resumed = train_subprocess(method_args(method, data, tmp_path / "killed"))
+    assert "(epoch 1 @ 8 updates)" in resumed.stdout + resumed.stderr
+    straight_output = straight.communicate(timeout=300)[0]
+    assert straight.returncode == 0, straight_output[-3000:]
+
+    uninterrupted = training_state(tmp_path / "straight" / "checkpoint_last.pt")
+    assert uninterrupted["num_updates"] == UPDATES
+    if method in POS_METHODS:
+        assert uninterrupted["task_state"]["pos_running_loss"]["running"].gt(0).sum() >= 10
+    if method == "mapnet":
+        assert uninterrupted["criterion"], "the proposal network is saved with the criterion"
+    assert_identical(training_state(tmp_path / "killed" / "checkpoint_last.pt"), uninterrupted, method)
+
+
+# ---------------------------------------------------------------- refusals
+
+BASE_RUN = {"updates": 2, "total_updates": 4}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(brown_data, tmp_path_factory):
+    """Checkpoints after 2 updates of: defaults, a cosine schedule, MAPNet, stock masked_lm."""
+    root = tmp_path_factory.mktemp("resumable")
+    runs = {
+        "default": {},
+        "cosine": {"extra": ["--mask-schedule", "cosine"]},
+        "mapnet": {"extra": ["--criterion", "mapnet_masked_lm"]},
+        "stock": {"task": "masked_lm"},
+    }
+    for name, options in runs.items():
+        train_in_process(train_args(brown_data, root / name, **BASE_RUN, **options))
+    return root
+
+
+MISMATCHES = [
+    ("default", {"extra": ["--mask-prob", "0.2"]}, r"--mask-prob: 0\.15 in the checkpoint, 0\.2 now"),
+    ("default", {"extra": ["--masking", "fully_explored"]}, r"--masking: random in the checkpoint, fully_explored now"),
+    ("default", {"extra": ["--mask-whole-words"]}, r"--mask-whole-words: False in the checkpoint, True now"),
+    ("default", {"extra": ["--leave-unmasked-prob", "0"]}, r"--leave-unmasked-prob: 0\.1 in the checkpoint, 0\.0 now"),
+    ("default", {"extra": ["--mask-schedule", "linear"]}, r"--mask-schedule: constant in the checkpoint, linear now"),
+    ("default", {"extra": ["--criterion", "mapnet_masked_lm"]},
+     r"--criterion: masked_lm in the checkpoint, mapnet_masked_lm now\nResuming"),
+    ("default", {"seed": 2}, r"--seed: 1 in the checkpoint, 2 now"),
+    ("default", {"extra": ["--tokens-per-sample", "32"]}, r"--tokens-per-sample: 64 in the checkpoint, 32 now"),
+    ("cosine", {"extra": ["--mask-schedule", "cosine"]},  # T defaults to --max-update: 2, now 4
+     r"--mask-schedule-updates: 2 in the checkpoint, 4 now"),
+    ("mapnet", {"extra": ["--criterion", "mapnet_masked_lm", "--mapnet-lambda", "0.1"]},
+     r"--mapnet-lambda: 0\.5 in the checkpoint, 0\.1 now"),
+    ("stock", {}, r"--task: masked_lm in the checkpoint, masked_lm_plus \(or a preset\) now"),
+]
+
+
+@pytest.mark.parametrize("checkpoint,options,message", MISMATCHES, ids=[m[2].split(":")[0] for m in MISMATCHES])
+def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data, tmp_path, checkpoint, options, message):
+    save_dir = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / checkpoint, save_dir)
+    before = (save_dir / "checkpoint_last.pt").read_bytes()
+    run = dict(BASE_RUN, updates=4) | options
+    with pytest.raises(ResumeMismatchError) as refusal:
+        train_in_process(train_args(brown_data, save_dir, **run))
+    assert re.search(message, str(refusal.value)), str(refusal.value)
+    assert "--reset-dataloader" in str(refusal.value) and "--finetune-from-model" in str(refusal.value)
+    assert (save_dir / "checkpoint_last.pt").read_bytes() == before
+
+
+def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data, tmp_path, caplog):
+    save_dir = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "default", save_dir)
+    train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4,
+                                extra=["--mask-prob", "0.2", "--reset-dataloader"]))
+    assert "--mask-prob: 0.15 in the checkpoint, 0.2 now" in caplog.text
+    assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
+
+
+def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, caplog):
+    save_dir = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "default", save_dir)
+    train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4))
+    assert "masking options" not in caplog.text
+    assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
