@@ -60,12 +60,83 @@ def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, exa
 
 
 def test_readme_hydra_example(brown_data, tmp_path):
-    command = readme_command("fairseq-hydra-train").replace("$PWD/data/brown", str(brown_data))
+    command = readme_command("--config-name base").replace("$PWD/data/brown", str(brown_data))
     overrides = f"{TINY_HYDRA} checkpoint.save_dir={tmp_path / 'ckpt'} hydra.run.dir={tmp_path / 'hydra'}"
     output = run_in_repo(f"{command.strip()} {overrides}", tmp_path)
     updates = re.findall(r"num_updates[=: ](\d+)", output)
     assert updates and int(updates[-1]) == 5, output[-2000:]
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+# what each method prints in its training log (simple format, key=value)
+METHOD_SIGNS = {
+    "baseline": r"mask_ratio=0\.1[45]\d*,",
+    "fully_explored": r"mask_ratio=0\.1429,",  # every copy masks 1/K of its sequence, K = 7
+    "time_variant": r"mask_ratio_scheduled=",
+    "time_variant_pos": r"pos_ema_NOUN=",
+    "mapnet": r"mapnet_entropy=",
+    "mae_lm": r"\(decoder\): MaeDecoder",
+}
+
+
+def assert_trained(output: str, save_dir, method: str, updates: int):
+    updates_logged = re.findall(r"num_updates[=: ](\d+)", output)
+    assert updates_logged and int(updates_logged[-1]) == updates, output[-2000:]
+    assert re.search(METHOD_SIGNS[method], output), f"{method}: no {METHOD_SIGNS[method]!r} in the log"
+    assert (save_dir / "checkpoint_last.pt").exists()
+
+
+RECIPES = sorted(p.stem for p in (REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining").glob("*.yaml"))
+
+
+def test_there_is_a_recipe_for_every_method():
+    assert RECIPES == sorted(METHOD_SIGNS)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_readme_recipe_command_runs_every_recipe(brown_data, brown_pos_data, tmp_path, recipe):
+    """The README's recipe command, as written, with ``+size=tiny`` added."""
+    data = brown_pos_data if recipe == "time_variant_pos" else brown_data
+    command = readme_command("--config-dir fairseq_maskplug/config/pretraining").replace("$PWD/data/brown", str(data))
+    command = command.replace("RECIPE=fully_explored", f"RECIPE={recipe}")
+    overrides = f"+size=tiny checkpoint.save_dir={tmp_path / 'ckpt'} hydra.sweep.dir={tmp_path / 'sweep'}"
+    assert_trained(run_in_repo(f"{command.strip()} {overrides}", tmp_path), tmp_path / "ckpt", recipe, 20)
+
+
+def switch_over_rows():
+    """(method, hydra overrides) of each row of the README's switch-over table;
+    a row starting with + adds to the row above it."""
+    table = (REPO_ROOT / "README.md").read_text().split("| to get |", 1)[1].split("\n\n", 1)[0]
+    rows, previous = {}, []
+    for line in table.splitlines()[2:]:
+        label, _, hydra = [cell.strip() for cell in line.strip("|").split("|")]
+        overrides = re.findall(r"`([^`]+=[^`]+)`", hydra)
+        rows[label] = overrides = (previous if label.startswith("+") else []) + overrides
+        previous = overrides
+    return rows
+
+
+SWITCH_OVER_METHODS = {
+    "stock masking, made on the device": "baseline",
+    "fully-explored masking": "fully_explored",
+    "time-variant masking (cosine ratio schedule)": "time_variant",
+    "+ POS-weighted content": "time_variant_pos",
+    "MAPNet": "mapnet",
+    "MAE-LM": "mae_lm",
+}
+
+
+@pytest.mark.parametrize("row", sorted(SWITCH_OVER_METHODS))
+def test_readme_switch_over_table_applied_to_fairseqs_roberta_recipe(brown_data, brown_pos_data, tmp_path, row):
+    rows = switch_over_rows()
+    assert set(rows) == set(SWITCH_OVER_METHODS) | {"the plugin (needed by every row)"}
+    method = SWITCH_OVER_METHODS[row]
+    data = brown_pos_data if method == "time_variant_pos" else brown_data
+    base = readme_command("--config-name base").split("task.data=")[0]  # the ROBERTA_CONFIG line and the recipe
+    overrides = " ".join(rows["the plugin (needed by every row)"] + rows[row]).replace("$PWD/fairseq_maskplug", str(REPO_ROOT / "fairseq_maskplug"))
+    tiny = f"{TINY_HYDRA} checkpoint.save_dir={tmp_path / 'ckpt'} hydra.run.dir={tmp_path / 'hydra'}"
+    output = run_in_repo(f"{base.strip()} task.data={data} {overrides} {tiny}", tmp_path)
+    assert_trained(output, tmp_path / "ckpt", method, 5)
 
 
 def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
