@@ -1,6 +1,6 @@
 """MAPNet: sampling without replacement from a proposal, importance weights
 (exactly unbiased vs the reference's biased product), the criterion's training
-(gradients, gloo, fp16 with extreme proposals; resume in test_interrupted_training) and bad input."""
+(gradients, gloo, fp16 with extreme proposals; resume in test_interrupted_training; bad input in test_bad_input)."""
 
 import itertools
 import json
@@ -190,18 +190,3 @@ def test_memory_efficient_fp16_with_extreme_proposals_stays_finite(brown_data, t
     assert max(logged_values(output, "mapnet_ess")) < 0.5
     state = checkpoint_state(tmp_path / "fp16" / "checkpoint_last.pt")
     assert all(torch.isfinite(p.float()).all() for p in list(state["model"].values()) + list(state["criterion"].values()))
-
-
-@pytest.mark.parametrize(
-    "flags,message",
-    [
-        (["--task", "masked_lm"], r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset"),
-        (["--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
-        (["--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),
-        (["--mapnet-embed-dim", "128"], r"--mapnet-embed-dim 128 is wider than the model \(64\) whose embeddings it reads.*--mapnet-own-embeddings"),
-    ],
-)
-def test_mapnet_bad_input(brown_data, tmp_path, flags, message):
-    with pytest.raises(ValueError, match=message):
-        train_in_process(mapnet_args(brown_data, tmp_path / "ckpt", extra=flags))
-    assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

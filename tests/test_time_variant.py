@@ -190,38 +190,3 @@ def test_running_losses_stay_finite_under_memory_efficient_fp16(brown_pos_data, 
                                 extra=["--content-weighting", "pos", "--memory-efficient-fp16", "--mask-schedule", "cosine"]))
     running = checkpoint_state(tmp_path / "fp16" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]["running"]
     assert torch.isfinite(running).all() and running.gt(0).any()
-
-
-@pytest.mark.parametrize(
-    "flags,message",
-    [
-        (["--mask-schedule", "exponential"], r"invalid choice: 'exponential'"),
-        (["--mask-schedule", "linear", "--mask-schedule-start", "1.2"], r"--mask-schedule-start must lie in \[0, 1\), got 1.2"),
-        (["--mask-schedule", "linear", "--mask-schedule-end", "-0.1"], r"--mask-schedule-end must lie in \[0, 1\), got -0.1"),
-        (["--mask-schedule", "lin_warm_decay"], r"lin_warm_decay needs 0 < --mask-schedule-warmup < 20, got 0"),
-        (["--masking", "fully_explored", "--mask-schedule", "linear"], r"--mask-schedule linear needs --masking random"),
-        (["--content-weighting", "pos"], r"--content-weighting pos needs the POS side input, .*pos/dict.txt does not exist.*--pos"),
-        (["--content-weighting", "pos", "--pos-momentum", "1"], r"--pos-momentum must lie in \[0, 1\), got 1.0"),
-    ],
-)
-def test_time_variant_bad_input(brown_data, tmp_path, flags, message, capsys):
-    """Each fails before the first update (argparse names the valid schedules)."""
-    with pytest.raises((ValueError, SystemExit)) as error:
-        train_in_process(train_args(brown_data, tmp_path / "ckpt", extra=flags))
-    text = str(error.value) + capsys.readouterr().err
-    assert __import__("re").search(message, text), text
-    if "invalid choice" in message:
-        assert "constant" in text and "cosine" in text and "lin_warm_decay" in text
-    assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
-
-
-def test_pos_side_input_whose_lengths_do_not_match(brown_pos_data, tmp_path):
-    import shutil
-
-    data = tmp_path / "data"
-    shutil.copytree(brown_pos_data, data)
-    for ext in ("bin", "idx"):  # the valid tags beside the train tokens
-        shutil.copy(data / "pos" / f"valid.{ext}", data / "pos" / f"train.{ext}")
-    with pytest.raises(ValueError, match=r"POS side input .* does not line up with the tokens of split 'train'.*--pos"):
-        train_in_process(train_args(data, tmp_path / "ckpt", extra=["--content-weighting", "pos"]))
-

@@ -74,8 +74,16 @@ def check_options(cfg: MapnetMaskedLMConfig, task):
         raise MaskingOptionError(f"--mapnet-explore-prob must lie in [0, 1], got {cfg.mapnet_explore_prob}")
     if not 0 < cfg.mapnet_baseline_m <= 1:
         raise MaskingOptionError(f"--mapnet-baseline-m must lie in (0, 1], got {cfg.mapnet_baseline_m}")
-    if cfg.mapnet_lambda < 0 or cfg.mapnet_layers < 1:
-        raise MaskingOptionError("--mapnet-lambda must be >= 0 and --mapnet-layers >= 1")
+    if cfg.mapnet_layers < 1:
+        raise MaskingOptionError(f"--mapnet-layers must be at least 1, got {cfg.mapnet_layers}")
+    if cfg.mapnet_lambda < 0:
+        raise MaskingOptionError(f"--mapnet-lambda must be >= 0, got {cfg.mapnet_lambda}")
+    if cfg.mapnet_embed_dim < 0:
+        raise MaskingOptionError(f"--mapnet-embed-dim must be >= 0 (0 = half the model's width), got {cfg.mapnet_embed_dim}")
+    if cfg.mapnet_heads < 0:
+        raise MaskingOptionError(f"--mapnet-heads must be >= 0 (0 = width / 32), got {cfg.mapnet_heads}")
+    if cfg.mapnet_warmup_updates < 0:
+        raise MaskingOptionError(f"--mapnet-warmup-updates must be >= 0, got {cfg.mapnet_warmup_updates}")
 
 
 @register_criterion("mapnet_masked_lm", dataclass=MapnetMaskedLMConfig)

@@ -7,6 +7,8 @@ update is made, and names the option and what would be valid.
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks.masked_lm import MaskedLMConfig
 from omegaconf import II
@@ -148,6 +150,12 @@ def resolved(cfg, key: str, default):
 
 def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
     """The training mask-ratio schedule (constant --mask-prob by default)."""
+    for name in ("mask_schedule_updates", "mask_schedule_warmup"):
+        if getattr(cfg, name) < 0:
+            raise MaskingOptionError(
+                f"--{name.replace('_', '-')} must be >= 0{' (0 = --max-update)' if name.endswith('updates') else ''}, "
+                f"got {getattr(cfg, name)}"
+            )
     updates = cfg.mask_schedule_updates or resolved(cfg, "max_update", 0) or 0
     try:
         schedule = RatioSchedule.build(
@@ -195,9 +203,19 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
             "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
             "masked_lm_plus; leave them at 1 / 0"
         )
-    if cfg.d2v2_multi or cfg.include_target_tokens:
+    if cfg.d2v2_multi or cfg.include_target_tokens or cfg.skip_masking:
         raise MaskingOptionError(
-            "--d2v2-multi / --include-target-tokens are data2vec options; masked_lm_plus does not support them"
+            "--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options; masked_lm_plus "
+            "does not support them (its datasets never mask: masks are drawn per update)"
+        )
+    if cfg.tokens_per_sample < 2:
+        raise MaskingOptionError(f"--tokens-per-sample must be at least 2 (<s> and one token), got {cfg.tokens_per_sample}")
+    if not 0 <= cfg.valid_mask_seed < 2**32:  # --seed: fairseq-train checks it (numpy's message)
+        raise MaskingOptionError(f"--valid-mask-seed must be >= 0 (and < 2**32), got {cfg.valid_mask_seed}")
+    if str(cfg.sample_break_mode) == "eos" and not hasattr(np, "compat"):
+        raise MaskingOptionError(
+            f"--sample-break-mode eos fails in fairseq 0.12 under numpy {np.__version__} (its TokenBlockDataset "
+            "uses np.compat, removed in numpy 2): use none, complete or complete_doc, or install numpy<2"
         )
 
 @dataclass

@@ -33,6 +33,7 @@ from fairseq.data import (
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMTask
 
+from ..data.data_checks import check_binarized_split, check_dictionary_file, check_shard_dictionaries
 from ..data.pos_dataset import load_pos_blocks, pos_dictionary
 from ..data.vocab_check import VocabCheckedDataset
 from ..data.vocabulary import build_masker
@@ -113,13 +114,21 @@ class MaskedLMPlusTask(MaskedLMTask):
                 f"no dict.txt in the data directory {paths[0]!r} (task.data): prepare one with "
                 "`python scripts/prepare_corpus.py --input CORPUS --out DIR` or fairseq-preprocess"
             )
+        check_dictionary_file(dict_path)
+        check_shard_dictionaries(paths)
         dictionary = Dictionary.load(dict_path)
         logger.info("dictionary: %d types", len(dictionary))
         return dictionary
 
     def build_model(self, cfg, from_checkpoint=False):
-        """The model, remembering its width (a proposal network is sized from it)."""
+        """The model, remembering its width (a proposal network is sized from
+        it); refused when the task's blocks would not fit its positions."""
         model = super().build_model(cfg, from_checkpoint)
+        if self.cfg.tokens_per_sample > model.max_positions():
+            raise MaskingOptionError(
+                f"--tokens-per-sample {self.cfg.tokens_per_sample} exceeds the model's --max-positions "
+                f"{model.max_positions()}: no block would fit; lower --tokens-per-sample or raise --max-positions"
+            )
         self.model_dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
         return model
 
@@ -160,10 +169,10 @@ class MaskedLMPlusTask(MaskedLMTask):
         return paths[(epoch - 1) % len(paths)]
 
     def _load_dataset_split(self, split, epoch, combine):
+        prefix = os.path.join(self.data_path(epoch), split)
+        check_binarized_split(prefix, split)
         blocks = super()._load_dataset_split(split, epoch, combine)
-        if len(blocks) == 0:
-            raise ValueError(f"split '{split}' of {self.cfg.data!r} holds no tokens")
-        return VocabCheckedDataset(blocks, self.num_data_symbols, split, os.path.join(self.data_path(epoch), split))
+        return VocabCheckedDataset(blocks, self.num_data_symbols, split, prefix)
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         """Clean ``<s>``-prefixed token blocks (and POS blocks); masks are added per batch."""
