@@ -200,10 +200,10 @@ def hamming_curve(
         for r in range(pairs):
             draws = MaskDraws.for_sequences(STREAM + "-hamming", seed, r, ids, tokens.size(1), tokens.device)
             ranks = unit_ranks(starts, draws.unit_scores, "random")
-            decision, random_tokens = masker.unit_noise(maskable, starts, draws)
+            decision, token_noise = masker.unit_noise(maskable, starts, draws)
             for lo, hi, out in ((0, m, first), (m - o, 2 * m - o, second)):
                 predicted = starts & (ranks >= lo) & (ranks < hi)
-                masked = masker.finish(tokens, predicted, maskable, decision, random_tokens)
+                masked = masker.finish(tokens, predicted, maskable, decision, token_noise)
                 out.append(masked_lm_gradient(model, params, masked, masker.pad_idx))
         by_fraction[f] = (torch.stack(first).double(), torch.stack(second).double(), (2 * (m - o)).double().mean().item())
     pooled_mean = torch.cat([torch.cat(v[:2]) for v in by_fraction.values()]).mean(0)

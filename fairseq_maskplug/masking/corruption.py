@@ -1,6 +1,7 @@
 """The 80/10/10 rule: what the model sees at the positions it must predict."""
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -42,7 +43,8 @@ def corrupt(
     tokens: torch.Tensor,
     predicted: torch.Tensor,
     decision_noise: torch.Tensor,
-    random_tokens: torch.Tensor,
+    token_noise: torch.Tensor,
+    replacement_ids: Callable[[torch.Tensor], torch.Tensor],
     mask_idx: int,
     rule: CorruptionRule,
 ) -> Corruption:
@@ -55,7 +57,8 @@ def corrupt(
             value is below ``leave_unmasked_prob``, randomised when it lies in
             the next ``random_token_prob``. Whole-word callers pass one value per
             word so that a word is treated as one.
-        random_tokens: (B, L) ids used where a position is randomised.
+        token_noise: (B, L) uniforms; a randomised position gets the id
+            ``replacement_ids`` maps its uniform to (only those are looked up).
     """
     kept = predicted & (decision_noise < rule.leave_unmasked_prob)
     randomised = (
@@ -65,5 +68,5 @@ def corrupt(
     )
     masked = predicted & ~kept & ~randomised
     src_tokens = torch.where(masked, torch.full_like(tokens, mask_idx), tokens)
-    src_tokens = torch.where(randomised, random_tokens, src_tokens)
+    src_tokens = src_tokens.masked_scatter(randomised, replacement_ids(token_noise[randomised]).to(tokens.dtype))
     return Corruption(src_tokens, masked, randomised, kept)

@@ -128,5 +128,5 @@ def fully_explored_masks(
         return x.repeat_interleave(K, dim=0)
 
     predicted = per_copy(segments) == copy_index
-    decision, random_tokens = masker.unit_noise(maskable, starts, draws)
-    return masker.finish(per_copy(tokens), predicted, per_copy(maskable), per_copy(decision), per_copy(random_tokens))
+    decision, token_noise = masker.unit_noise(maskable, starts, draws)
+    return masker.finish(per_copy(tokens), predicted, per_copy(maskable), per_copy(decision), per_copy(token_noise))

@@ -90,7 +90,8 @@ class Masker:
 
     def replacement_tokens(self, token_noise: torch.Tensor) -> torch.Tensor:
         """Long, shape of ``token_noise``: ids drawn from the replacement
-        weights by inverse-CDF lookup of the uniforms (O(log V) each)."""
+        weights by inverse-CDF lookup of the uniforms (O(log V) each; called
+        on the randomised positions only)."""
         cdf = self._table("replacement_cdf", token_noise.device)
         return torch.searchsorted(cdf, token_noise, right=True).clamp_(max=cdf.numel() - 1)
 
@@ -144,14 +145,14 @@ class Masker:
     ) -> MaskedTokens:
         """Expand chosen unit starts to whole units and corrupt them."""
         predicted = expand_units(chosen_starts, unit_start_index(starts), maskable)
-        decision, random_tokens = self.unit_noise(maskable, starts, draws)
-        return self.finish(tokens, predicted, maskable, decision, random_tokens)
+        decision, token_noise = self.unit_noise(maskable, starts, draws)
+        return self.finish(tokens, predicted, maskable, decision, token_noise)
 
     def unit_noise(self, maskable: torch.Tensor, starts: torch.Tensor, draws: MaskDraws):
-        """(decision (B, L) float64, replacement ids (B, L) long): one 80/10/10
-        decision per unit (its start's draw), one replacement id per position."""
+        """(decision, token noise), both (B, L) float64: one 80/10/10 decision
+        per unit (its start's draw), one replacement-token uniform per position."""
         decision = expand_units(draws.decision_noise, unit_start_index(starts), maskable)
-        return decision, self.replacement_tokens(draws.token_noise)
+        return decision, draws.token_noise
 
     def finish(
         self,
@@ -159,9 +160,9 @@ class Masker:
         predicted: torch.Tensor,
         maskable: torch.Tensor,
         decision: torch.Tensor,
-        random_tokens: torch.Tensor,
+        token_noise: torch.Tensor,
     ) -> MaskedTokens:
         """Corrupt ``tokens`` at ``predicted`` and build the target (all (N, L))."""
-        corruption = corrupt(tokens, predicted, decision, random_tokens, self.mask_idx, self.rule)
+        corruption = corrupt(tokens, predicted, decision, token_noise, self.replacement_tokens, self.mask_idx, self.rule)
         target = torch.where(predicted, tokens, torch.full_like(tokens, self.pad_idx))
         return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption)

@@ -34,13 +34,17 @@ def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.T
         eligible: (B, L) bool; only these can be chosen.
         counts: (B,) long, at most the number of eligible positions per row.
 
-    Ties are broken by position (stable sort), identically on every device.
+    Only the ``max(counts)`` lowest scores per row are ranked (a top-k, not a
+    sort of the row). Scores are continuous draws, so ties among eligible
+    positions have probability ~0 and the chosen set is the same on every
+    device.
     """
+    if scores.numel() == 0:
+        return torch.zeros_like(eligible)
     ranked = torch.where(eligible, scores, torch.full_like(scores, float("inf")))
-    order = torch.argsort(ranked, dim=1, stable=True)
-    rank_is_chosen = torch.arange(scores.size(1), device=scores.device).unsqueeze(0) < counts.unsqueeze(1)
-    chosen = torch.zeros_like(eligible)
-    return chosen.scatter(1, order, rank_is_chosen)
+    lowest = torch.topk(ranked, int(counts.max()), dim=1, largest=False, sorted=True).indices
+    rank_is_chosen = torch.arange(lowest.size(1), device=scores.device).unsqueeze(0) < counts.unsqueeze(1)
+    return torch.zeros_like(eligible).scatter(1, lowest, rank_is_chosen)
 
 
 def expand_units(unit_value: torch.Tensor, start_index: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,10 @@ def maskable_positions(tokens: torch.Tensor, special_ids: Sequence[int]) -> torc
     ``special_ids`` are the ids that are never selected (``<s>``, ``</s>``,
     ``<pad>``, and anything else the caller passes).
     """
-    special = torch.as_tensor(list(special_ids), dtype=tokens.dtype, device=tokens.device)
-    return ~torch.isin(tokens, special)
+    maskable = torch.ones_like(tokens, dtype=torch.bool)
+    for special in special_ids:  # a handful of ids: comparisons beat torch.isin
+        maskable &= tokens.ne(special)
+    return maskable
 
 
 def unit_starts(
