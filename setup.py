@@ -17,7 +17,7 @@ setup(
         "sacremoses",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "pytest-xdist"],
         "plots": ["matplotlib"],
     },
 )

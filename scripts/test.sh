@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up (or reuse) .venv and run the test suite. Extra arguments go to pytest.
+# Set up (or reuse) .venv and run the test suite on 2 worker processes
+# (pytest-xdist). Extra arguments go to pytest: `-n 0 -s` runs in one process
+# and shows what tests print.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup_env.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec python -m pytest tests "$@"
+exec python -m pytest -n 2 tests "$@"
