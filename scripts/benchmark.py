@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Throughput, seconds per update and peak memory of every method against
+stock masked_lm, and the cost of making masks.
+
+    python scripts/benchmark.py [--data DIR] [--json OUT] [--quick] [--arms a,b]
+
+Every arm trains the same encoder on the same corpus with the same batch in
+its own process; medians over blocks of updates after a warm-up, and ratios to
+stock masked_lm measured in the same run. On a machine with a GPU the arms run
+there with --fp16 (and the Masker's cost is measured on it); --device cpu
+forces the CPU. Prints two Markdown tables; --json writes everything.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from fairseq_maskplug.diagnostics.benchmark import (
+    ARMS,
+    ENCODERS,
+    BenchmarkSettings,
+    markdown,
+    measure_arm,
+    ratios,
+    save_json,
+    summarise,
+)
+from fairseq_maskplug.diagnostics.masking_cost import masking_cost
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="runs/brown_pos",
+                        help="prepared data dir with the POS side input (prepare_corpus.py --pos); default runs/brown_pos")
+    parser.add_argument("--json", help="write the measurements, ratios and masking cost to this file")
+    parser.add_argument("--quick", action="store_true", help="few updates (a smoke run: 2 warm-up, 3 blocks of 3)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {', '.join(ARMS)} (stock is always run)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--encoder", choices=sorted(ENCODERS), help="default: small on a CPU, base on a GPU")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--tokens-per-sample", type=int, default=128)
+    parser.add_argument("--masking-sequences", type=int, default=1000,
+                        help="sequences of 512 tokens in the masking-cost table (--quick: 200)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, force=True)
+
+    arms = ["stock"] + [a for a in args.arms.split(",") if a and a != "stock"]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        sys.exit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARMS)}")
+    data = Path(args.data)
+    if not (data / "dict.txt").exists():
+        sys.exit(f"--data {data}: no dict.txt (prepare one: python scripts/prepare_corpus.py --input CORPUS --out {data} --pos)")
+    if "pos" in arms and not (data / "pos" / "dict.txt").exists():
+        sys.exit(f"--data {data}: no POS side input for the pos arm (prepare the corpus with --pos, or leave pos out of --arms)")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible")
+    settings = BenchmarkSettings(
+        data=str(data), encoder=args.encoder or ("base" if device == "cuda" else "small"),
+        batch_size=args.batch_size, tokens_per_sample=args.tokens_per_sample, device=device, fp16=device == "cuda",
+        **({"warmup": 2, "updates": 3, "repeats": 3} if args.quick else {}),
+    )
+
+    summaries = {}
+    for arm in arms:
+        print(f"==> {arm}", flush=True)
+        summaries[arm] = summarise(measure_arm(arm, settings))
+        s = summaries[arm]
+        print(f"    {s['text_tokens_per_s']:,.0f} text tokens/s, {s['s_per_update']:.3f} s/update, "
+              f"peak {s['peak_memory_mib']:,.0f} MiB", flush=True)
+    from fairseq.data import Dictionary
+
+    sequences = min(args.masking_sequences, 200) if args.quick else args.masking_sequences
+    cost = masking_cost(Dictionary.load(str(data / "dict.txt")), sequences=sequences, device=device)
+    table = ratios(summaries, settings)
+    print()
+    print(markdown(summaries, table, cost, settings))
+    if args.json:
+        save_json(Path(args.json), settings, summaries, table, cost)
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The benchmark's FLOP model and its script (a quick run with a tiny encoder;
+timings themselves are not asserted: they belong to the benchmark)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fairseq_maskplug.diagnostics.flops import Stack, mae_lm_training_flops, roberta_training_flops
+from harness import CHILD_ENV, REPO_ROOT
+
+
+def test_mae_lm_without_decoder_and_with_every_token_visible_costs_what_roberta_costs():
+    encoder = Stack(layers=4, dim=256, ffn=1024)
+    roberta = roberta_training_flops(encoder, sequences=16, length=128, predicted=300, vocab=8000)
+    assert mae_lm_training_flops(encoder, Stack(0, 256, 1024), 16, 128, 128, 300, 8000, projection=False) == roberta
+    # shorter encoder input, a decoder on top: both terms move the count as the formula says
+    shorter = mae_lm_training_flops(encoder, Stack(0, 256, 1024), 16, 128, 112, 300, 8000, projection=False)
+    assert shorter < roberta
+    with_decoder = mae_lm_training_flops(encoder, Stack(1, 256, 1024), 16, 128, 112, 300, 8000, projection=False)
+    assert with_decoder - shorter == pytest.approx(3 * Stack(1, 256, 1024).forward_flops(16, 128))
+
+
+def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--data", str(brown_pos_data), "--quick",
+         "--encoder", "tiny", "--tokens-per-sample", "64", "--arms", "fully_explored,mae_lm", "--json", str(out),
+         "--masking-sequences", "64"],
+        env=CHILD_ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert list(report["arms"]) == ["stock", "fully_explored", "mae_lm"]
+    ratios = report["ratios_to_stock"]
+    assert ratios["stock"]["text_tokens_per_s"] == 1.0
+    fe = report["arms"]["fully_explored"]
+    assert fe["processed_tokens_per_s"] == pytest.approx(7 * fe["text_tokens_per_s"])  # K = 7 copies
+    assert 0 < ratios["mae_lm"]["flop_predicted_ratio"] < 1  # a 4-layer decoder on a 2-layer encoder costs more
+    assert report["arms"]["mae_lm"]["encoder_input_length"] < 64  # the encoder never sees the <mask> positions
+    assert report["masking_cost"]["sequences"] == 64 and report["masking_cost"]["stock_over_masker"] > 0
+    assert "| fully_explored |" in result.stdout and "`Masker` on cpu" in result.stdout
+
+
+def test_benchmark_script_refuses_unknown_arms(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--arms", "spans"],
+                            env=CHILD_ENV, capture_output=True, text=True)
+    assert result.returncode != 0 and "--arms: unknown spans; valid: stock, masked_lm_plus" in result.stderr
