@@ -90,6 +90,15 @@ def summary(save_dir: Path, log_file: Path, data: Path) -> str:
         f"reference:       {unigram_entropy_bits(data / 'dict.txt'):.3f} bits = unigram entropy of the pieces "
         "(what ignoring context scores)"
     )
+    lines += [
+        "",
+        "next: compare the methods on this corpus (loss against updates and seconds: curves.png, curves.md)",
+        f"  python scripts/compare_methods.py --data {data} --arms stock,random,fully_explored,cosine,mapnet,mae_lm "
+        f"--out {data.parent / 'compare'}",
+        "  and their speed and memory against stock masked_lm (docs/RESULTS.md has both, measured):",
+        "  python scripts/prepare_corpus.py --input ../shared/data/brown.zip --out runs/brown_pos --pos",
+        "  python scripts/benchmark.py --data runs/brown_pos --json runs/benchmark.json",
+    ]
     return "\n".join(lines)
 
 

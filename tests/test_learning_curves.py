@@ -1,5 +1,6 @@
 """scripts/compare_methods.py: arms trained on the same budget, scored on the
-fixed standard mask, with the table, JSON and plot it promises."""
+fixed standard mask, with the table, JSON and plot it promises; MAE-LM's
+decoder loss tabled and plotted apart."""
 
 import json
 import subprocess
@@ -12,12 +13,12 @@ def test_compare_methods_script(brown_data, tmp_path):
     out = tmp_path / "cmp"
     command = [
         sys.executable, str(REPO_ROOT / "scripts" / "compare_methods.py"), "--data", str(brown_data),
-        "--arms", "stock,random,fully_explored@2", "--updates", "10", "--validate-every", "5", "--out", str(out),
+        "--arms", "stock,random,fully_explored@2,mae_lm", "--updates", "10", "--validate-every", "5", "--out", str(out),
     ]
     result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     arms = json.loads((out / "curves.json").read_text())
-    assert [a["arm"] for a in arms] == ["stock", "random", "fully_explored@2"]
+    assert [a["arm"] for a in arms] == ["stock", "random", "fully_explored@2", "mae_lm"]
     for arm in arms:
         assert [p["updates"] for p in arm["points"]] == [5, 10]
         assert all(7 < p["valid_loss"] < 11 for p in arm["points"])
@@ -25,7 +26,10 @@ def test_compare_methods_script(brown_data, tmp_path):
     assert arms[1]["points"][-1]["tokens_processed"] == 10 * 16 * 64
     assert arms[2]["points"][-1]["tokens_processed"] == 10 * 2 * 7 * 64
     table = (out / "curves.md").read_text()
-    assert table.startswith("| updates | stock | random | fully_explored@2 |")
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert table.startswith("| updates | stock | random | fully_explored@2 | mae_lm (decoder loss) |")
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(out / "curves.png").shape[:2]
+    assert (width, height) == (1650, 924)  # 3 panels wide, 2 rows: MAE-LM apart
     again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True)
-    assert again.returncode != 0 and "already holds runs of stock, random, fully_explored@2" in again.stderr
+    assert again.returncode != 0 and "already holds runs of stock, random, fully_explored@2, mae_lm" in again.stderr

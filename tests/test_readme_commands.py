@@ -156,6 +156,7 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert "corpus: the Brown corpus" in first
     assert re.search(r"validation loss: \d+\.\d+ bits per predicted token", first)
     assert f"checkpoint:      {out}/checkpoints/checkpoint_last.pt" in first
+    assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
     second = run_in_repo(f"bash scripts/quickstart.sh --updates 6 --out {out}", tmp_path)
     assert "reusing the corpus prepared in" in second
     assert "Loaded checkpoint" in second and "updates:         6" in second

@@ -131,10 +131,17 @@ def run_arm(arm: str, data: str, out: Path, updates: int, validate_every: int, m
     return arm_result
 
 
+def is_mae_lm(result: ArmResult) -> bool:
+    """MAE-LM's validation loss is its pre-training decoder's: not comparable
+    with the encoder-only arms, so it is tabled and plotted apart."""
+    return "mae_lm_base" in result.flags
+
+
 def markdown_table(results: List[ArmResult]) -> str:
     """Final and intermediate validation losses, one column per arm."""
     steps = sorted({p.updates for r in results for p in r.points})
-    lines = ["| updates | " + " | ".join(r.arm for r in results) + " |", "|---" * (len(results) + 1) + "|"]
+    names = [f"{r.arm} (decoder loss)" if is_mae_lm(r) else r.arm for r in results]
+    lines = ["| updates | " + " | ".join(names) + " |", "|---" * (len(results) + 1) + "|"]
     for step in steps:
         cells = [next((f"{p.valid_loss:.4f}" for p in r.points if p.updates == step), "") for r in results]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
@@ -144,22 +151,27 @@ def markdown_table(results: List[ArmResult]) -> str:
 
 
 def plot(results: List[ArmResult], path: Path, title: str):
-    """Validation loss against updates, tokens processed and seconds."""
+    """Validation loss against updates, tokens processed and seconds; MAE-LM
+    arms (their decoder's loss) in a second row of panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for result in results:
-        for axis, key in zip(axes, ("updates", "tokens_processed", "seconds")):
-            axis.plot([getattr(p, key) for p in result.points], [p.valid_loss for p in result.points],
-                      marker="o", markersize=3, label=result.arm)
-    for axis, label in zip(axes, ("updates", "tokens processed (all copies)", "training seconds (wall-clock)")):
-        axis.set_xlabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("validation loss, bits/token\n(fixed standard 15% mask)")
-    axes[0].legend()
+    rows = [("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not is_mae_lm(r)]),
+            ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if is_mae_lm(r)])]
+    rows = [(label, arms) for label, arms in rows if arms]
+    figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
+    for row, (label, arms) in zip(axes, rows):
+        for result in arms:
+            for axis, key in zip(row, ("updates", "tokens_processed", "seconds")):
+                axis.plot([getattr(p, key) for p in result.points], [p.valid_loss for p in result.points],
+                          marker="o", markersize=3, label=result.arm)
+        for axis, xlabel in zip(row, ("updates", "tokens processed (all copies)", "training seconds (wall-clock)")):
+            axis.set_xlabel(xlabel)
+            axis.grid(alpha=0.3)
+        row[0].set_ylabel(label)
+        row[0].legend()
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
