@@ -161,7 +161,7 @@ def plot(results: List[ArmResult], path: Path, title: str):
     rows = [("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not is_mae_lm(r)]),
             ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if is_mae_lm(r)])]
     rows = [(label, arms) for label, arms in rows if arms]
-    figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
+    figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False, sharey="row")
     for row, (label, arms) in zip(axes, rows):
         for result in arms:
             for axis, key in zip(row, ("updates", "tokens_processed", "seconds")):
@@ -170,6 +170,14 @@ def plot(results: List[ArmResult], path: Path, title: str):
         for axis, xlabel in zip(row, ("updates", "tokens processed (all copies)", "training seconds (wall-clock)")):
             axis.set_xlabel(xlabel)
             axis.grid(alpha=0.3)
+        row[1].ticklabel_format(style="sci", axis="x", scilimits=(0, 0))
+        # the first evaluation sits far above the rest: let the later ones fill the panel
+        later = [p.valid_loss for r in arms for p in r.points[1:]]
+        if later:
+            low, high = min(later), max(later)
+            margin = 0.05 * (high - low) + 1e-3
+            for axis in row:
+                axis.set_ylim(low - margin, high + margin)
         row[0].set_ylabel(label)
         row[0].legend()
     figure.suptitle(title)
