@@ -151,3 +151,14 @@ def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, c
     train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4))
     assert "masking options" not in caplog.text
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
+
+
+def test_a_legacy_format_checkpoint_is_checked_too(checkpoints, brown_data, tmp_path):
+    """Checkpoints written before torch's zip format (the published
+    roberta.base, say) cannot be memory-mapped: they are read whole."""
+    save_dir = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "stock", save_dir)
+    state = checkpoint_state(save_dir / "checkpoint_last.pt")
+    torch.save(state, save_dir / "checkpoint_last.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(ResumeMismatchError, match=r"--task: masked_lm in the checkpoint"):
+        train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4))

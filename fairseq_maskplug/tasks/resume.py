@@ -100,6 +100,16 @@ def resume_checkpoint(cfg) -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
+def load_checkpoint_lazily(path: str) -> dict:
+    """The checkpoint, its tensors memory-mapped (only its config and task
+    state are read) where the file format allows; legacy (pre-zip) files,
+    such as the published roberta.base, are read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def task_state_to_restore(task_cfg, criterion_cfg) -> Optional[dict]:
     """Check the checkpoint being resumed against this run's masking options;
     return its ``task_state`` (None when nothing is resumed or nothing saved).
@@ -111,7 +121,7 @@ def task_state_to_restore(task_cfg, criterion_cfg) -> Optional[dict]:
     path = resume_checkpoint(task_cfg)
     if path is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    state = load_checkpoint_lazily(path)
     saved_cfg = state.get("cfg") or {}
     differences = []
     if saved_cfg.get("task") is not None:
