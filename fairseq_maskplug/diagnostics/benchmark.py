@@ -17,19 +17,16 @@ from pathlib import Path
 from typing import Dict, List
 
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
+from .learning_curves import ARMS as LEARNING_CURVE_ARMS
 from .learning_curves import PACKAGE_DIR
 
-# arm -> the flags that select it
-ARMS: Dict[str, List[str]] = {
-    "stock": ["--task", "masked_lm"],
-    "masked_lm_plus": ["--task", "masked_lm_plus"],
-    "fully_explored": ["--task", "fully_explored_masked_lm"],
-    "linear": ["--task", "masked_lm_plus", "--mask-schedule", "linear"],
-    "cosine": ["--task", "masked_lm_plus", "--mask-schedule", "cosine"],
-    "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
-    "mapnet": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm"],
-    "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base"],
+# benchmark arm -> the learning-curve arm whose flags select it
+ARM_FLAGS_FROM = {
+    "stock": "stock", "masked_lm_plus": "random", "fully_explored": "fully_explored", "linear": "linear",
+    "cosine": "cosine", "pos": "pos", "mapnet": "mapnet", "mae_lm": "mae_lm",
 }
+ARMS = list(ARM_FLAGS_FROM)
+MAE_LM_DECODER_LAYERS = 4  # mae_lm_base's default and the mae_lm recipe's (the learning curves use 1)
 FE_COPIES = 7  # round(1 / 0.15)
 
 # encoder sizes: (layers, width, FFN, heads)
@@ -63,6 +60,11 @@ class BenchmarkSettings:
         return self.warmup + self.updates * self.repeats
 
 
+def arm_flags(arm: str) -> List[str]:
+    flags = list(LEARNING_CURVE_ARMS[ARM_FLAGS_FROM[arm]])
+    return flags + ["--decoder-layers", str(MAE_LM_DECODER_LAYERS)] if arm == "mae_lm" else flags  # later flag wins
+
+
 def batch_size(arm: str, settings: BenchmarkSettings) -> int:
     """Sequences per update. Fully-explored takes batch / K unique sequences
     (the fully_explored recipe's memory-matched setting): its K copies each
@@ -76,7 +78,7 @@ def fairseq_args(arm: str, settings: BenchmarkSettings) -> List[str]:
     return [
         settings.data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm",
         "--arch", "roberta_base", "--encoder-layers", str(layers), "--encoder-embed-dim", str(dim),
-        "--encoder-ffn-embed-dim", str(ffn), "--encoder-attention-heads", str(heads), *ARMS[arm],
+        "--encoder-ffn-embed-dim", str(ffn), "--encoder-attention-heads", str(heads), *arm_flags(arm),
         "--tokens-per-sample", str(length), "--max-positions", str(length), "--sample-break-mode", "none",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
         "--lr", "5e-4", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "10", "--total-num-update", "100000",
@@ -130,7 +132,7 @@ def mae_lm_flop_ratio(settings: BenchmarkSettings, stock: dict, mae: dict) -> fl
     the measured encoder input length and predicted tokens per update."""
     layers, dim, ffn, _ = ENCODERS[settings.encoder]
     encoder = Stack(layers, dim, ffn)
-    decoder = Stack(4, dim, ffn)  # mae_lm_base's default decoder: 4 layers at the encoder's width
+    decoder = Stack(MAE_LM_DECODER_LAYERS, dim, ffn)  # at the encoder's width (mae_lm_base's default)
     rows, length = settings.batch_size, settings.tokens_per_sample
     roberta = roberta_training_flops(encoder, rows, length, stock["predicted_per_update"], stock["vocab_size"])
     mae = mae_lm_training_flops(encoder, decoder, rows, length, mae["encoder_input_length"], mae["predicted_per_update"],
