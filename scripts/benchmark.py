@@ -5,8 +5,8 @@ stock masked_lm, and the cost of making masks.
     python scripts/benchmark.py [--data DIR] [--json OUT] [--quick] [--arms a,b]
 
 Every arm trains the same encoder on the same corpus with the same batch in
-its own process; medians over blocks of updates after a warm-up, and ratios to
-stock masked_lm measured in the same run. On a machine with a GPU the arms run
+its own process; medians over blocks of updates after a warm-up, the arms'
+blocks interleaved, and ratios to stock masked_lm measured in the same run. On a machine with a GPU the arms run
 there with --fp16 (and the Masker's cost is measured on it); --device cpu
 forces the CPU. Prints two Markdown tables; --json writes everything.
 """
@@ -14,6 +14,7 @@ forces the CPU. Prints two Markdown tables; --json writes everything.
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -21,9 +22,10 @@ import torch
 from fairseq_maskplug.diagnostics.benchmark import (
     ARMS,
     ENCODERS,
+    flop_check_arms,
     BenchmarkSettings,
     markdown,
-    measure_arm,
+    measure_arms,
     ratios,
     save_json,
     summarise,
@@ -65,13 +67,11 @@ def main(argv=None):
         **({"warmup": 2, "updates": 3, "repeats": 3} if args.quick else {}),
     )
 
-    summaries = {}
-    for arm in arms:
-        print(f"==> {arm}", flush=True)
-        summaries[arm] = summarise(measure_arm(arm, settings))
-        s = summaries[arm]
-        print(f"    {s['text_tokens_per_s']:,.0f} text tokens/s, {s['s_per_update']:.3f} s/update, "
-              f"peak {s['peak_memory_mib']:,.0f} MiB", flush=True)
+    if "mae_lm" in arms:
+        arms += flop_check_arms(settings)
+    with tempfile.TemporaryDirectory(prefix="benchmark-logs-") as log_dir:
+        measurements = measure_arms(arms, settings, Path(log_dir))
+    summaries = {arm: summarise(measurement) for arm, measurement in measurements.items()}
     from fairseq.data import Dictionary
 
     sequences = min(args.masking_sequences, 200) if args.quick else args.masking_sequences

@@ -2,6 +2,7 @@
 timings themselves are not asserted: they belong to the benchmark)."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -32,12 +33,14 @@ def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert list(report["arms"]) == ["stock", "fully_explored", "mae_lm"]
+    assert list(report["arms"]) == ["stock", "fully_explored", "mae_lm", "stock@8", "mae_lm@8"]  # + the FLOP check
     ratios = report["ratios_to_stock"]
     assert ratios["stock"]["text_tokens_per_s"] == 1.0
     fe = report["arms"]["fully_explored"]
     assert fe["processed_tokens_per_s"] == pytest.approx(7 * fe["text_tokens_per_s"])  # K = 7 copies
     assert 0 < ratios["mae_lm"]["flop_predicted_ratio"] < 1  # a 4-layer decoder on a 2-layer encoder costs more
+    assert math.isfinite(ratios["mae_lm"]["marginal_ratio"])  # its sign is timing: the benchmark's business
+    assert ratios["mae_lm@8"]["text_tokens_per_s"] > 0 and report["arms"]["stock@8"]["predicted_per_update"] > 0
     assert report["arms"]["mae_lm"]["encoder_input_length"] < 64  # the encoder never sees the <mask> positions
     assert report["masking_cost"]["sequences"] == 64 and report["masking_cost"]["stock_over_masker"] > 0
     assert "| fully_explored |" in result.stdout and "`Masker` on cpu" in result.stdout

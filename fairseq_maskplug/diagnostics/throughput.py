@@ -1,12 +1,16 @@
 """Training throughput of one masking arm, measured inside fairseq's Trainer.
 
 One arm per process (``python -m fairseq_maskplug.diagnostics.throughput
-JSON``, which prints one JSON line), so that each arm's peak memory is its own.
-The loop is fairseq-train's: the epoch iterator (data loading, with stock
-masking in it for ``--task masked_lm``) then ``Trainer.train_step``; each
-update is timed from asking for the batch to the end of the optimizer step
-(synchronised on a GPU), after ``warmup`` updates, in ``repeats`` blocks of
-``updates``; the caller takes medians over the blocks.
+JSON``), so that each arm's peak memory is its own. The process sets up
+fairseq-train's trainer, runs ``warmup`` updates, prints ``READY`` and then
+serves its parent line by line on stdin: ``block`` runs ``updates`` updates
+and prints one ``BLOCK`` JSON line; ``finish`` prints the ``FINISH`` JSON line
+(memory, sizes) and exits. The parent can so interleave the arms' blocks, and
+a slow spell of the machine touches every arm alike. The loop is
+fairseq-train's: the epoch iterator (data loading, with stock masking in it
+for ``--task masked_lm``) then ``Trainer.train_step``; each update is timed
+from asking for the batch to the end of the optimizer step (synchronised on a
+GPU).
 """
 
 import json
@@ -23,23 +27,23 @@ import torch
 class Block:
     """``updates`` consecutive updates."""
 
-    seconds: float
-    loading_seconds: float  # of which: getting the batch from the data iterator
-    text_tokens: int  # tokens of the unique sequences (padding excluded)
-    processed_tokens: int  # tokens fed to the model (fully-explored: every copy)
-    predicted_tokens: int
+    seconds: float = 0.0
+    loading_seconds: float = 0.0  # of which: getting the batch from the data iterator
+    text_tokens: int = 0  # tokens of the unique sequences (padding excluded)
+    processed_tokens: int = 0  # tokens fed to the model (fully-explored: every copy)
+    predicted_tokens: int = 0
+    update_seconds: List[float] = field(default_factory=list)
 
 
 @dataclass
-class ArmMeasurement:
-    arm: str
-    blocks: List[Block] = field(default_factory=list)
-    update_seconds: List[float] = field(default_factory=list)
-    peak_memory_bytes: int = 0  # peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU)
-    memory_before_training_bytes: int = 0  # RSS after setup (CPU); 0 on a GPU
-    vocab_size: int = 0
-    parameters: int = 0
-    encoder_input_length: float = 0.0  # mean padded length the encoder ran on (MAE-LM: visible tokens only)
+class ArmFacts:
+    """What an arm reports once, after its blocks."""
+
+    peak_memory_bytes: int  # peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU)
+    memory_before_training_bytes: int  # RSS after set-up, before the first update (CPU); 0 on a GPU
+    vocab_size: int
+    parameters: int
+    encoder_input_length: float  # mean padded length the encoder ran on (MAE-LM: visible tokens only)
 
 
 def current_rss_bytes() -> int:
@@ -67,52 +71,66 @@ def build_trainer(fairseq_args: Sequence[str]):
     return cfg, task, trainer, epoch_itr
 
 
-def measure(arm: str, fairseq_args: Sequence[str], copies: int, warmup: int, updates: int, repeats: int) -> ArmMeasurement:
-    cfg, task, trainer, epoch_itr = build_trainer(fairseq_args)
-    cuda = torch.cuda.is_available() and not cfg.common.cpu
-    model = trainer.model
-    result = ArmMeasurement(arm, vocab_size=len(task.source_dictionary),
-                            parameters=sum(p.numel() for p in model.parameters()))
-    lengths = []
-    model.encoder.sentence_encoder.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)) if args else None)
-    batches = epoch_itr.next_epoch_itr(shuffle=True)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        result.memory_before_training_bytes = current_rss_bytes()
-    block = Block(0.0, 0.0, 0, 0, 0)
-    for step in range(warmup + updates * repeats):
+class ArmRunner:
+    """fairseq-train's trainer for one arm, run update by update."""
+
+    def __init__(self, fairseq_args: Sequence[str], copies: int):
+        self.cfg, self.task, self.trainer, self.epoch_itr = build_trainer(fairseq_args)
+        self.cuda = torch.cuda.is_available() and not self.cfg.common.cpu
+        self.copies = copies
+        self.lengths: List[int] = []
+        self.trainer.model.encoder.sentence_encoder.register_forward_pre_hook(
+            lambda module, args: self.lengths.append(args[0].size(1)) if args else None
+        )
+        self.batches = self.epoch_itr.next_epoch_itr(shuffle=True)
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self.memory_before_training = 0 if self.cuda else current_rss_bytes()
+
+    def update(self, block: Block):
+        """One timed update, added to ``block``."""
         started = time.perf_counter()
-        if not batches.has_next():
-            batches = epoch_itr.next_epoch_itr(shuffle=True)
-        sample = next(batches)
+        if not self.batches.has_next():
+            self.batches = self.epoch_itr.next_epoch_itr(shuffle=True)
+        sample = next(self.batches)
         loaded = time.perf_counter()
         text_tokens = int(sample["ntokens"])
-        logging_output = trainer.train_step([sample])
-        if cuda:
+        logging_output = self.trainer.train_step([sample])
+        if self.cuda:
             torch.cuda.synchronize()
         finished = time.perf_counter()
-        if step < warmup:
-            lengths.clear()
-            continue
-        result.update_seconds.append(finished - started)
+        block.update_seconds.append(finished - started)
         block.seconds += finished - started
         block.loading_seconds += loaded - started
         block.text_tokens += text_tokens
-        block.processed_tokens += text_tokens * copies
+        block.processed_tokens += text_tokens * self.copies
         block.predicted_tokens += int(logging_output["sample_size"]) if logging_output else 0  # None: fp16 overflow
-        if len(result.update_seconds) % updates == 0:
-            result.blocks.append(block)
-            block = Block(0.0, 0.0, 0, 0, 0)
-    result.encoder_input_length = sum(lengths) / max(len(lengths), 1)
-    if cuda:
-        result.peak_memory_bytes = torch.cuda.max_memory_allocated()
-    else:
-        result.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return result
+
+    def facts(self) -> ArmFacts:
+        peak = (torch.cuda.max_memory_allocated() if self.cuda
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        return ArmFacts(peak, self.memory_before_training, len(self.task.source_dictionary),
+                        sum(p.numel() for p in self.trainer.model.parameters()),
+                        sum(self.lengths) / max(len(self.lengths), 1))
+
+
+def serve(fairseq_args: Sequence[str], copies: int, warmup: int, updates: int):
+    """The stdin/stdout protocol of the module docstring."""
+    runner = ArmRunner(fairseq_args, copies)
+    for _ in range(warmup):
+        runner.update(Block())
+    runner.lengths.clear()  # the encoder lengths of the measured updates only
+    print("READY", flush=True)
+    for command in sys.stdin:
+        if command.strip() == "block":
+            block = Block()
+            for _ in range(updates):
+                runner.update(block)
+            print("BLOCK " + json.dumps(asdict(block)), flush=True)
+        elif command.strip() == "finish":
+            print("FINISH " + json.dumps(asdict(runner.facts())), flush=True)
+            return
 
 
 if __name__ == "__main__":
-    request = json.loads(sys.argv[1])
-    measurement = measure(**request)
-    print("THROUGHPUT " + json.dumps(asdict(measurement)), flush=True)
+    serve(**json.loads(sys.argv[1]))
