@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List
 
+from ..masking import default_segments
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
 from .learning_curves import ARMS as LEARNING_CURVE_ARMS
 from .learning_curves import PACKAGE_DIR
@@ -28,7 +29,7 @@ ARM_FLAGS_FROM = {
 }
 ARMS = list(ARM_FLAGS_FROM)
 MAE_LM_DECODER_LAYERS = 4  # mae_lm_base's default and the mae_lm recipe's (the learning curves use 1)
-FE_COPIES = 7  # round(1 / 0.15)
+FE_COPIES = default_segments(0.15)  # K of the fully_explored arm at the default --mask-prob
 
 # encoder sizes: (layers, width, FFN, heads)
 ENCODERS = {"tiny": (2, 64, 128, 2), "small": (4, 256, 1024, 4), "base": (12, 768, 3072, 12)}

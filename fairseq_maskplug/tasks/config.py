@@ -111,12 +111,17 @@ class MaskedLMPlusConfig(MaskedLMConfig):
     reset_dataloader: bool = II("checkpoint.reset_dataloader")
 
 
+def flag(option: str) -> str:
+    """The command-line flag of a config field: ``mask_prob`` -> ``--mask-prob``."""
+    return "--" + option.replace("_", "-")
+
+
 def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
     low_ok = value > 0 if open_low else value >= 0
     high_ok = value < 1 if open_high else value <= 1
     if not (low_ok and high_ok):
         interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
-        raise MaskingOptionError(f"--{name.replace('_', '-')} must lie in {interval}, got {value}")
+        raise MaskingOptionError(f"{flag(name)} must lie in {interval}, got {value}")
 
 
 def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOptions]:
@@ -153,7 +158,7 @@ def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
     for name in ("mask_schedule_updates", "mask_schedule_warmup"):
         if getattr(cfg, name) < 0:
             raise MaskingOptionError(
-                f"--{name.replace('_', '-')} must be >= 0{' (0 = --max-update)' if name.endswith('updates') else ''}, "
+                f"{flag(name)} must be >= 0{' (0 = --max-update)' if name.endswith('updates') else ''}, "
                 f"got {getattr(cfg, name)}"
             )
     updates = cfg.mask_schedule_updates or resolved(cfg, "max_update", 0) or 0

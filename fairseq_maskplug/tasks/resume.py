@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from .config import MaskingOptionError, resolved
+from .config import MaskingOptionError, flag, resolved
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ MASKING_CRITERIA = ("mapnet_masked_lm",)
 
 class ResumeMismatchError(MaskingOptionError):
     """The checkpoint being resumed was trained with other masking options."""
-
-
-def flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
 
 
 def _plain(value: Any) -> Any:
