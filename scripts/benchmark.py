@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from fairseq_maskplug.diagnostics.benchmark import (
+from fairseq_maskplug.experiments.benchmark import (
     ARMS,
-    ENCODERS,
-    flop_check_arms,
     BenchmarkSettings,
+    flop_check_arms,
     markdown,
     measure_arms,
     ratios,
@@ -31,6 +30,7 @@ from fairseq_maskplug.diagnostics.benchmark import (
     summarise,
 )
 from fairseq_maskplug.diagnostics.masking_cost import masking_cost
+from fairseq_maskplug.experiments.configurations import ENCODERS
 
 
 def main(argv=None):

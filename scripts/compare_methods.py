@@ -10,27 +10,31 @@ fairseq log and checkpoints.
 """
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
-from fairseq_maskplug.diagnostics.learning_curves import ARMS, MODELS, parse_arm, run_arm, save
+from fairseq_maskplug.experiments.configurations import ENCODERS, METHODS, TINY
+from fairseq_maskplug.experiments.learning_curves import parse_arm, run_arm, save
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="runs/quickstart/data", help="prepared data dir (default: the quickstart's)")
     parser.add_argument("--arms", default="random,fully_explored",
-                        help=f"comma list of {', '.join(ARMS)}; NAME@B gives that arm batch size B")
-    parser.add_argument("--updates", type=int, default=400)
+                        help=f"comma list of {', '.join(METHODS)}; NAME@B gives that arm batch size B")
+    parser.add_argument("--updates", type=int, default=TINY.updates)
     parser.add_argument("--validate-every", type=int, default=50)
-    parser.add_argument("--model", default="tiny", choices=sorted(MODELS))
-    parser.add_argument("--batch-size", type=int, default=16, help="unique sequences per update")
-    parser.add_argument("--tokens-per-sample", type=int, default=64)
+    parser.add_argument("--model", default="tiny", choices=sorted(ENCODERS), help="encoder size (default tiny)")
+    parser.add_argument("--batch-size", type=int, default=TINY.batch_size, help="unique sequences per update")
+    parser.add_argument("--tokens-per-sample", type=int, default=TINY.tokens_per_sample)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="runs/compare")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
+    config = dataclasses.replace(TINY, encoder=ENCODERS[args.model], batch_size=args.batch_size,
+                                 tokens_per_sample=args.tokens_per_sample)
     arms = [a for a in args.arms.split(",") if a]
     try:
         for arm in arms:
@@ -47,8 +51,7 @@ def main(argv=None):
     results = []
     for arm in arms:
         print(f"==> {arm}", flush=True)
-        results.append(run_arm(arm, args.data, out, args.updates, args.validate_every, args.model,
-                               args.batch_size, args.tokens_per_sample, args.seed))
+        results.append(run_arm(arm, args.data, out, config, args.updates, args.validate_every, args.seed))
         last = results[-1].points[-1]
         print(f"    {last.updates} updates: valid loss {last.valid_loss:.4f} bits, "
               f"{last.tokens_processed:,} tokens, {last.seconds:.1f} s", flush=True)

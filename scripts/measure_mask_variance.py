@@ -5,8 +5,8 @@
         --strategies random,random_k,fully_explored,fully_explored_contiguous[,mapnet] \\
         --draws 32 --json OUT [--segments 7] [--hamming-curve]
 
-Without --checkpoint, a freshly initialised RoBERTa of the size given by
---layers/--width/--heads/--ffn (seed --seed) is measured. Dropout is off, so
+Without --checkpoint, a freshly initialised RoBERTa of the size --encoder
+(seed --seed) is measured. Dropout is off, so
 the only randomness is the masks.
 """
 
@@ -27,6 +27,7 @@ from fairseq_maskplug.diagnostics.gradient_variance import (
     strategies,
 )
 from fairseq_maskplug.diagnostics.validation import load_for_masking
+from fairseq_maskplug.experiments.configurations import ENCODERS, TINY
 
 
 def fresh_model(data, args):
@@ -34,10 +35,8 @@ def fresh_model(data, args):
 
     parser = options.get_training_parser()
     ns = options.parse_args_and_arch(parser, [
-        data, "--task", "masked_lm_plus", "--arch", "roberta_base", "--tokens-per-sample", str(args.tokens_per_sample),
-        "--max-positions", str(args.tokens_per_sample), "--encoder-layers", str(args.layers),
-        "--encoder-embed-dim", str(args.width), "--encoder-ffn-embed-dim", str(args.ffn),
-        "--encoder-attention-heads", str(args.heads), "--seed", str(args.seed), "--cpu",
+        data, "--task", "masked_lm_plus", *ENCODERS[args.encoder].flags(), "--tokens-per-sample", str(args.tokens_per_sample),
+        "--max-positions", str(args.tokens_per_sample), "--seed", str(args.seed), "--cpu",
     ])
     from fairseq import tasks
 
@@ -76,11 +75,9 @@ def main(argv=None):
     parser.add_argument("--hamming-curve", action="store_true", help="also the covariance vs Hamming distance curve")
     parser.add_argument("--pairs", type=int, default=16, help="mask pairs per overlap for the Hamming curve")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--tokens-per-sample", type=int, default=64, help="block length without --checkpoint")
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=2)
-    parser.add_argument("--ffn", type=int, default=128)
+    parser.add_argument("--tokens-per-sample", type=int, default=TINY.tokens_per_sample,
+                        help="block length without --checkpoint")
+    parser.add_argument("--encoder", default="tiny", choices=sorted(ENCODERS), help="encoder size without --checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
 

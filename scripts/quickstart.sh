@@ -25,7 +25,7 @@ case "$UPDATES" in ''|*[!0-9]*|0) echo "quickstart.sh: --updates must be a posit
 source scripts/setup_env.sh
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-DATA="$(python -m fairseq_maskplug.quickstart data "$OUT" ${CORPUS:+--corpus "$CORPUS"})"
+DATA="$(python -m fairseq_maskplug.corpus.quickstart data "$OUT" ${CORPUS:+--corpus "$CORPUS"})"
 SAVE_DIR="$OUT/checkpoints"
 LOG_FILE="$OUT/train.log"
 LOG_FORMAT=simple; [ -t 1 ] && LOG_FORMAT=tqdm
@@ -48,4 +48,4 @@ printf ' %q' "${TRAIN[@]}"; echo
 
 echo
 echo "==> done"
-python -m fairseq_maskplug.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"
+python -m fairseq_maskplug.corpus.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"

@@ -13,7 +13,7 @@ def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     1000 pieces; about 270k tokens), with the POS side input when ``pos``."""
     if not BROWN_ZIP.exists():
         pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
-    from fairseq_maskplug.data.prepare import PrepareOptions, prepare_corpus
+    from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
 
     out = tmp_path_factory.mktemp(name) / "data"
     prepare_corpus(PrepareOptions(

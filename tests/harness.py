@@ -1,6 +1,7 @@
 """Shared test machinery: tiny models, in-process and multi-process fairseq-train,
 checkpoint comparison. Reused by every method's tests."""
 
+import dataclasses
 import os
 import re
 import socket
@@ -12,6 +13,8 @@ from typing import Dict, List, Sequence
 import pytest
 import torch
 
+from fairseq_maskplug.experiments.configurations import TINY, method_flags
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO_ROOT / "fairseq_maskplug")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -22,15 +25,7 @@ requires_brown = pytest.mark.skipif(
     not BROWN_ZIP.exists(), reason=f"the Brown corpus is not at {BROWN_ZIP} (see ../shared/data/README.md)"
 )
 
-TOKENS_PER_SAMPLE = 64
-TINY_ROBERTA = [
-    "--arch", "roberta_base",
-    "--encoder-layers", "2",
-    "--encoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2",
-    "--max-positions", str(TOKENS_PER_SAMPLE),
-]
+TOKENS_PER_SAMPLE = TINY.tokens_per_sample
 
 # Environment for child processes: one thread each (two ranks share 2 cores),
 # and the repo importable whatever the caller's cwd.
@@ -48,7 +43,8 @@ def train_args(
     seed: int = 1,
     extra: Sequence[str] = (),
 ) -> List[str]:
-    """fairseq-train arguments for a tiny RoBERTa (2 layers, width 64) on the CPU.
+    """fairseq-train arguments for the TINY configuration (2 layers, width 64)
+    on the CPU.
 
     ``total_updates`` fixes the LR schedule's length independently of
     ``updates`` (the stopping point), as a resumed run needs.
@@ -59,15 +55,9 @@ def train_args(
         "--user-dir", USER_DIR,
         "--task", task,
         "--criterion", "masked_lm",
-        *TINY_ROBERTA,
-        "--tokens-per-sample", str(TOKENS_PER_SAMPLE),
-        "--sample-break-mode", "none",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
-        "--lr", "1e-3", "--lr-scheduler", "polynomial_decay",
-        "--warmup-updates", str(max(1, total // 10)), "--total-num-update", str(total),
+        *dataclasses.replace(TINY, batch_size=batch_size).flags(total),
         "--max-update", str(updates),
-        "--batch-size", str(batch_size),
-        "--cpu", "--num-workers", "0", "--seed", str(seed),
+        "--seed", str(seed),
         "--save-dir", str(save_dir), "--no-epoch-checkpoints",
         "--validate-interval-updates", str(total),
         "--log-format", "simple", "--log-interval", "5",
@@ -75,14 +65,15 @@ def train_args(
     ]
 
 
-# Every method, as the flags that select it on top of train_args (later flags
-# win); methods marked with pos need a data dir with the POS side input.
+# Every method the cross-cutting tests (resume, data-parallel) run, as the
+# flags that select it on top of train_args (later flags win): fully-explored
+# with K = 4 to keep them fast, and the time-variant methods combined.
 METHOD_FLAGS = {
-    "masked_lm_plus": [],
-    "fully_explored": ["--masking", "fully_explored", "--fe-segments", "4"],
-    "time_variant_pos": ["--mask-schedule", "cosine", "--mask-whole-words", "--content-weighting", "pos"],
-    "mapnet": ["--criterion", "mapnet_masked_lm"],
-    "mae_lm": ["--arch", "mae_lm_base", "--decoder-layers", "1"],
+    "masked_lm_plus": method_flags("random"),
+    "fully_explored": method_flags("fully_explored") + ["--fe-segments", "4"],
+    "time_variant_pos": method_flags("pos_cosine"),
+    "mapnet": method_flags("mapnet"),
+    "mae_lm": method_flags("mae_lm"),
 }
 POS_METHODS = {"time_variant_pos"}
 

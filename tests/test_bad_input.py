@@ -13,13 +13,14 @@ from dataclasses import fields
 import pytest
 
 from fairseq_maskplug.criterions.mapnet_masked_lm import MapnetMaskedLMConfig
-from fairseq_maskplug.data.corpus_readers import CorpusError
-from fairseq_maskplug.data.prepare import PrepareOptions, binarize, prepare_corpus
+from fairseq_maskplug.errors import CorpusError
+from fairseq_maskplug.corpus.prepare import PrepareOptions, binarize, prepare_corpus
+from fairseq_maskplug.experiments.configurations import method_flags
 from fairseq_maskplug.tasks.config import MaskedLMPlusConfig
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
 
-MAPNET = ["--criterion", "mapnet_masked_lm"]
-MAE = ["--arch", "mae_lm_base", "--decoder-layers", "1"]
+MAPNET = method_flags("mapnet")
+MAE = method_flags("mae_lm")
 FE = ["--masking", "fully_explored"]
 POS = ["--content-weighting", "pos"]
 

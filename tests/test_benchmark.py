@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fairseq_maskplug.diagnostics.flops import Stack, mae_lm_training_flops, roberta_training_flops
+from fairseq_maskplug.experiments.flops import Stack, mae_lm_training_flops, roberta_training_flops
 from harness import CHILD_ENV, REPO_ROOT
 
 
@@ -49,4 +49,4 @@ def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
 def test_benchmark_script_refuses_unknown_arms(tmp_path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--arms", "spans"],
                             env=CHILD_ENV, capture_output=True, text=True)
-    assert result.returncode != 0 and "--arms: unknown spans; valid: stock, masked_lm_plus" in result.stderr
+    assert result.returncode != 0 and "--arms: unknown spans; valid: stock, random" in result.stderr

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fairseq_maskplug.masking import FullyExploredOptions, fully_explored_masks
+from fairseq_maskplug.masking import FullyExploredOptions, FullyExploredUnits
 from harness import (
     logged_values,
     train_args,
@@ -15,6 +15,10 @@ from harness import (
 )
 from test_masking import PAD, draws_for, make_batch, make_masker, word_start_table
 from test_task_masking import batches
+
+
+def fully_explored_masks(masker, tokens, draws, options):
+    return FullyExploredUnits(masker, options)(tokens, draws, 0)
 
 
 def segments_of(masked, rows, K):
@@ -116,9 +120,9 @@ def test_sequences_shorter_than_k_get_one_unit_per_segment():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(segments=1), r"--fe-segments must be at least 2, got 1"),
-        (dict(segments=7, mask_size="ratio", mask_prob=0.15), r"--fe-segments × --mask-prob ≤ 1 .* 7 × 0.15 = 1.05"),
-        (dict(segments=3, partition="blocks"), r"--fe-partition must be one of random, contiguous"),
+        (dict(segments=1), r"`segments` must be at least 2, got 1"),
+        (dict(segments=7, mask_size="ratio", mask_prob=0.15), r"`segments` × `mask_prob` ≤ 1 .* 7 × 0.15 = 1.05"),
+        (dict(segments=3, partition="blocks"), r"`partition` must be one of random, contiguous"),
     ],
 )
 def test_invalid_fully_explored_options(kwargs, message):
@@ -137,7 +141,7 @@ def test_dataset_form_masks_like_the_task(brown_data):
     ))
     task.load_dataset("train")
     blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset
-    dataset = FullyExploredMaskingDataset(blocks, task.dictionary, task.mask_idx, task.fully_explored, seed=3, whole_words=True)
+    dataset = FullyExploredMaskingDataset(blocks, task.dictionary, task.mask_idx, task.train_strategy.options, seed=3, whole_words=True)
     dataset.set_epoch(5)
     sample = next(batches(task, batch_size=8))
     from_task = task.mask_sample(sample, task.training_masks(sample, 5))

@@ -8,9 +8,10 @@ import sys
 import torch
 
 from fairseq_maskplug.diagnostics.gradient_variance import estimate, ratio_estimate, relative_variance_from_gram
-from fairseq_maskplug.masking import FullyExploredOptions, fully_explored_masks
+from fairseq_maskplug.masking import FullyExploredOptions
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
-from test_masking import draws_for, make_batch, make_masker
+from test_fully_explored import fully_explored_masks
+from test_masking import draws_for, make_batch, make_masker, uniform
 
 
 def test_gram_formula_matches_the_direct_statistic_and_counts_mean_repeats():
@@ -56,7 +57,7 @@ def test_additive_case_fully_explored_has_zero_mask_variance():
     for r in range(400):
         masked = fully_explored_masks(masker, tokens, draws_for(tokens, 0, r), FullyExploredOptions(K))
         fe.append(averaged(masked.predicted))
-        rows = torch.cat([masker(tokens, 1 / K, draws_for(tokens, 1, r * K + k)).predicted for k in range(K)])
+        rows = torch.cat([uniform(masker, tokens, 1 / K, draws_for(tokens, 1, r * K + k)).predicted for k in range(K)])
         independent.append(averaged(rows))
     fe, independent = torch.stack(fe), torch.stack(independent)
     assert (fe - fe[0]).abs().max().item() < 1e-12

@@ -12,7 +12,7 @@ import signal
 import pytest
 import torch
 
-from fairseq_maskplug.tasks.resume import ResumeMismatchError
+from fairseq_maskplug.errors import ResumeMismatchError
 from harness import (
     METHOD_FLAGS,
     POS_METHODS,

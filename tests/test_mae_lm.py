@@ -21,7 +21,9 @@ from harness import (
 )
 from test_task_masking import batches
 
-TINY_MAE = ["--arch", "mae_lm_base", "--decoder-layers", "1"]
+from fairseq_maskplug.experiments.configurations import TINY, method_flags
+
+TINY_MAE = method_flags("mae_lm")
 
 
 def mae_args(data, save_dir, **kwargs):
@@ -36,8 +38,10 @@ def build_models(task):
 
     from fairseq_maskplug.models.mae_lm import MaeLMModel
 
-    sizes = dict(encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
-                 max_positions=64, decoder_layers=1, dropout=0.0, attention_dropout=0.0)
+    size = TINY.encoder
+    sizes = dict(encoder_layers=size.layers, encoder_embed_dim=size.dim, encoder_ffn_embed_dim=size.ffn,
+                 encoder_attention_heads=size.heads, max_positions=TINY.tokens_per_sample,
+                 decoder_layers=size.decoder_layers, dropout=0.0, attention_dropout=0.0)
     torch.manual_seed(0)
     mae = MaeLMModel.build_model(Namespace(**sizes), task)
     roberta = RobertaModel.build_model(Namespace(**sizes), task)
@@ -136,7 +140,7 @@ def sentence_prediction_data(data, out):
     """A two-class sentence task (long vs short lines) in fairseq's layout."""
     import sentencepiece as spm
 
-    from fairseq_maskplug.data.prepare import binarize
+    from fairseq_maskplug.corpus.prepare import binarize
 
     processor = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
     lines = [l for l in (data / "raw" / "train.txt").read_text().splitlines() if l.strip()][:240]
@@ -182,8 +186,8 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
     finetune = [
         str(task_data), "--task", "sentence_prediction", "--num-classes", "2", "--criterion", "sentence_prediction",
         "--restore-file", str(export / "model.pt"), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--arch", "roberta", "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-        "--encoder-attention-heads", "2", "--max-positions", "64", "--init-token", "0", "--separator-token", "2",
+        *TINY.encoder.flags(), "--arch", "roberta", "--max-positions", str(TINY.tokens_per_sample),
+        "--init-token", "0", "--separator-token", "2",
         "--shorten-method", "truncate", "--optimizer", "adam", "--lr", "1e-4", "--max-update", "5", "--batch-size", "8",
         "--cpu", "--num-workers", "0", "--no-save", "--log-format", "simple", "--log-interval", "1",
     ]

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from fairseq_maskplug.masking import MaskDraws
+from fairseq_maskplug.masking import MaskDraws, ProposalUnits, RatioSchedule
 from fairseq_maskplug.masking.importance import log_weights
 from harness import (
     CHILD_ENV,
@@ -54,17 +54,17 @@ def proposal_draws(rows=400, updates=100):
     tokens = torch.tensor([[BOS, 10, 11, 12, 13, 14, EOS]]).repeat(rows, 1)
     q = torch.zeros(rows, 7, dtype=torch.float64)
     q[:, 1:6] = PROPOSAL
-    masker = make_masker()
+    strategy = ProposalUnits(make_masker(), RatioSchedule.build("constant", K / 5, 0))
     for update in range(updates):
         draws = MaskDraws.for_sequences("train", 0, update, range(rows), tokens.size(1), "cpu")
-        yield q, masker.proposed(tokens, K / 5, draws, q)
+        yield q, strategy(tokens, draws, update, q)
 
 
 def test_sampling_without_replacement_matches_exact_inclusion_probabilities():
     inclusion, _, _, _ = exact_expectations()
     counts, total = torch.zeros(5, dtype=torch.float64), 0
     for _, proposed in proposal_draws():
-        picked = proposed.masked.predicted[:, 1:6]
+        picked = proposed.predicted[:, 1:6]
         assert (picked.sum(1) == K).all()  # K distinct positions every time
         counts += picked.double().sum(0)
         total += picked.size(0)
@@ -85,9 +85,10 @@ def test_exact_ordered_weights_are_unbiased_and_the_product_weights_are_not():
     assert product - target == pytest.approx(0.205, abs=1e-3)  # the enumerated bias of the product weights
     samples = {"exact_ordered": [], "product": []}
     for q, proposed in proposal_draws():
-        f = (proposed.masked.predicted[:, 1:6].double() * VALUES).sum(1)
+        f = (proposed.predicted[:, 1:6].double() * VALUES).sum(1)
+        selection = proposed.selection
         for mode in samples:
-            weights = log_weights(q, proposed.starts, proposed.chosen, proposed.keys, mode).exp()
+            weights = log_weights(q, selection.units.starts, selection.chosen, selection.keys, mode).exp()
             samples[mode].append(weights * f)
     for mode, expected in (("exact_ordered", exact), ("product", product)):
         values = torch.cat(samples[mode])
@@ -101,15 +102,14 @@ def test_exact_ordered_weights_are_unbiased_and_the_product_weights_are_not():
 def test_uniform_proposals_give_weights_of_exactly_one():
     tokens = torch.tensor([[BOS, 10, 11, 12, 13, 14, 15, 16, EOS, PAD]]).repeat(64, 1)
     masker = make_masker()
-    maskable, starts = masker.units(tokens)
+    starts = masker.units(tokens).starts
     q = starts.double() / starts.sum(1, keepdim=True)
     draws = MaskDraws.for_sequences("train", 0, 3, range(64), tokens.size(1), "cpu")
-    proposed = masker.proposed(tokens, 3 / 7, draws, q)
+    selection = ProposalUnits(masker, RatioSchedule.build("constant", 3 / 7, 0))(tokens, draws, 3, q).selection
     for mode in ("exact_ordered", "product"):
-        assert torch.equal(log_weights(q, proposed.starts, proposed.chosen, proposed.keys, mode).exp().float(),
-                           torch.ones(64))
-    per_token = log_weights(q, proposed.starts, proposed.chosen, proposed.keys, "per_token")
-    assert torch.equal(per_token.exp().float()[proposed.chosen], torch.ones(int(proposed.chosen.sum())))
+        assert torch.equal(log_weights(q, starts, selection.chosen, selection.keys, mode).exp().float(), torch.ones(64))
+    per_token = log_weights(q, starts, selection.chosen, selection.keys, "per_token")
+    assert torch.equal(per_token.exp().float()[selection.chosen], torch.ones(int(selection.chosen.sum())))
 
 
 def mapnet_args(data, save_dir, **kwargs):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairseq_maskplug.masking import CorruptionRule, MaskDraws, Masker
+from fairseq_maskplug.masking import CorruptionRule, MaskDraws, Masker, RatioSchedule, UniformUnits
 
 BOS, PAD, EOS, UNK, MASK, VOCAB = 0, 1, 2, 3, 99, 100
 MASKING_DIR = Path(__file__).resolve().parents[1] / "fairseq_maskplug" / "masking"
@@ -38,6 +38,11 @@ def make_masker(rule=CorruptionRule(), word_starts=None):
     weights[:4] = 0
     weights[MASK] = 0
     return Masker(MASK, PAD, (BOS, EOS, PAD, MASK), rule, weights, word_starts)
+
+
+def uniform(masker, tokens, ratio, draws):
+    """``masker``'s uniform masks of ``tokens`` at a constant ``ratio``."""
+    return UniformUnits(masker, RatioSchedule.build("constant", ratio, 0))(tokens, draws, 0)
 
 
 def word_start_table():
@@ -71,7 +76,7 @@ def test_masking_package_imports_no_fairseq():
 
 def test_never_selects_special_tokens():
     tokens = make_batch()
-    masked = make_masker()(tokens, 0.9, draws_for(tokens, 1, 0))
+    masked = uniform(make_masker(), tokens, 0.9, draws_for(tokens, 1, 0))
     special = (tokens == BOS) | (tokens == EOS) | (tokens == PAD)
     assert masked.predicted.any()
     assert not (masked.predicted & special).any()
@@ -85,7 +90,7 @@ def test_count_is_stochastic_rounding_of_ratio():
     masker = make_masker()
     maskable = ((tokens != BOS) & (tokens != EOS) & (tokens != PAD)).sum(1).double()
     counts = torch.stack([
-        masker(tokens, 0.15, draws_for(tokens, 3, update)).predicted.sum(1).double()
+        uniform(masker, tokens, 0.15, draws_for(tokens, 3, update)).predicted.sum(1).double()
         for update in range(2000)
     ])
     expected = 0.15 * maskable
@@ -102,7 +107,7 @@ def test_corruption_shares_follow_the_rule():
     for rule, shares in ((CorruptionRule(), (0.8, 0.1, 0.1)), (CorruptionRule(0.2, 0.3), (0.5, 0.3, 0.2))):
         totals = torch.zeros(3)
         for update in range(12):
-            m = make_masker(rule)(tokens, 0.5, draws_for(tokens, 0, update))
+            m = uniform(make_masker(rule), tokens, 0.5, draws_for(tokens, 0, update))
             c = m.corruption
             totals += torch.tensor([c.replaced_by_mask.sum(), c.replaced_by_random.sum(), c.kept.sum()]).float()
             assert torch.equal(c.replaced_by_mask | c.replaced_by_random | c.kept, m.predicted)
@@ -116,7 +121,7 @@ def test_corruption_shares_follow_the_rule():
 
 def test_target_holds_original_ids_at_predicted_positions_only():
     tokens = make_batch()
-    m = make_masker()(tokens, 0.3, draws_for(tokens, 0, 0))
+    m = uniform(make_masker(), tokens, 0.3, draws_for(tokens, 0, 0))
     assert torch.equal(m.target[m.predicted], tokens[m.predicted])
     assert (m.target[~m.predicted] == PAD).all()
 
@@ -129,7 +134,7 @@ def test_whole_word_mode_never_splits_a_word_and_counts_words():
     word_id = starts.long().cumsum(1)
     selected_words = 0
     for update in range(5):
-        m = masker(tokens, 0.2, draws_for(tokens, 0, update))
+        m = uniform(masker, tokens, 0.2, draws_for(tokens, 0, update))
         for row in range(tokens.size(0)):
             for w in word_id[row][maskable[row]].unique():
                 in_word = maskable[row] & (word_id[row] == w)
@@ -145,10 +150,10 @@ def test_whole_word_mode_never_splits_a_word_and_counts_words():
 def test_same_generator_state_gives_same_masks_and_seeds_separate_updates():
     tokens = make_batch()
     masker = make_masker()
-    a = masker(tokens, 0.15, draws_for(tokens, 7, 11))
-    b = masker(tokens, 0.15, draws_for(tokens, 7, 11))
-    c = masker(tokens, 0.15, draws_for(tokens, 7, 12))
-    d = masker(tokens, 0.15, draws_for(tokens, 7, 11, ids=range(1, 65)))
+    a = uniform(masker, tokens, 0.15, draws_for(tokens, 7, 11))
+    b = uniform(masker, tokens, 0.15, draws_for(tokens, 7, 11))
+    c = uniform(masker, tokens, 0.15, draws_for(tokens, 7, 12))
+    d = uniform(masker, tokens, 0.15, draws_for(tokens, 7, 11, ids=range(1, 65)))
     assert torch.equal(a.src_tokens, b.src_tokens) and torch.equal(a.predicted, b.predicted)
     assert not torch.equal(a.predicted, c.predicted)
     assert not torch.equal(a.predicted, d.predicted)
@@ -160,12 +165,12 @@ def test_a_sequences_mask_does_not_depend_on_its_batch_or_padding():
     mask."""
     tokens = make_batch(rows=16, length=40)
     masker = make_masker(word_starts=word_start_table())
-    batch = masker(tokens, 0.15, draws_for(tokens, 3, 9))
+    batch = uniform(masker, tokens, 0.15, draws_for(tokens, 3, 9))
     padded = torch.nn.functional.pad(tokens, (0, 40), value=PAD)
-    wide = masker(padded, 0.15, draws_for(padded, 3, 9))
+    wide = uniform(masker, padded, 0.15, draws_for(padded, 3, 9))
     for row in (0, 5, 15):
         alone_tokens = tokens[row:row + 1]
-        alone = masker(alone_tokens, 0.15, draws_for(alone_tokens, 3, 9, ids=[row]))
+        alone = uniform(masker, alone_tokens, 0.15, draws_for(alone_tokens, 3, 9, ids=[row]))
         assert torch.equal(alone.src_tokens[0], batch.src_tokens[row])
         assert torch.equal(wide.src_tokens[row, :40], batch.src_tokens[row])
 
@@ -174,22 +179,22 @@ def test_a_sequences_mask_does_not_depend_on_its_batch_or_padding():
 def test_same_masks_on_cpu_and_cuda():
     tokens = make_batch(rows=128, length=96)
     masker = make_masker(word_starts=word_start_table())
-    cpu = masker(tokens, 0.15, draws_for(tokens, 1, 5))
-    gpu = masker(tokens.cuda(), 0.15, draws_for(tokens, 1, 5))
+    cpu = uniform(masker, tokens, 0.15, draws_for(tokens, 1, 5))
+    gpu = uniform(masker, tokens.cuda(), 0.15, draws_for(tokens, 1, 5, device="cuda"))
     assert torch.equal(cpu.src_tokens, gpu.src_tokens.cpu())
     assert torch.equal(cpu.target, gpu.target.cpu())
 
 
 def test_invalid_rules_are_refused():
-    with pytest.raises(ValueError, match="leave_unmasked_prob \\+ random_token_prob must be at most 1"):
+    with pytest.raises(ValueError, match="`leave_unmasked_prob` \\+ `random_token_prob` must be at most 1"):
         CorruptionRule(0.6, 0.5)
-    with pytest.raises(ValueError, match="random_token_prob must lie in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="`random_token_prob` must lie in \\[0, 1\\]"):
         CorruptionRule(0.1, -0.1)
 
 
 def test_zero_ratio_rows_and_fully_padded_rows_are_safe():
     tokens = make_batch(rows=4)
     tokens[1, 1:] = PAD
-    m = make_masker()(tokens, 0.15, draws_for(tokens, 0, 0))
+    m = uniform(make_masker(), tokens, 0.15, draws_for(tokens, 0, 0))
     assert not m.predicted[1].any()
     assert math.isclose(m.maskable[1].sum().item(), 0)

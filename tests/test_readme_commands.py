@@ -7,16 +7,19 @@ import subprocess
 
 import pytest
 
+from fairseq_maskplug.experiments.configurations import METHODS, POS_METHODS, TINY, method_flags
 from harness import CHILD_ENV, REPO_ROOT, TOKENS_PER_SAMPLE, logged_values
 
+SIZE = TINY.encoder
 TINY_FLAGS = (
-    "--encoder-layers 2 --encoder-embed-dim 64 --encoder-ffn-embed-dim 128 --encoder-attention-heads 2 "
+    f"--encoder-layers {SIZE.layers} --encoder-embed-dim {SIZE.dim} --encoder-ffn-embed-dim {SIZE.ffn} "
+    f"--encoder-attention-heads {SIZE.heads} "
     f"--tokens-per-sample {TOKENS_PER_SAMPLE} --max-positions {TOKENS_PER_SAMPLE} --sample-break-mode none "
     "--cpu --max-update 5 --total-num-update 5 --warmup-updates 1 --num-workers 0 --log-format simple --log-interval 1"
 )
 TINY_HYDRA = (
-    "+model.encoder_layers=2 +model.encoder_embed_dim=64 +model.encoder_ffn_embed_dim=128 "
-    f"+model.encoder_attention_heads=2 model.max_positions={TOKENS_PER_SAMPLE} task.tokens_per_sample={TOKENS_PER_SAMPLE} "
+    f"+model.encoder_layers={SIZE.layers} +model.encoder_embed_dim={SIZE.dim} +model.encoder_ffn_embed_dim={SIZE.ffn} "
+    f"+model.encoder_attention_heads={SIZE.heads} model.max_positions={TOKENS_PER_SAMPLE} task.tokens_per_sample={TOKENS_PER_SAMPLE} "
     "task.sample_break_mode=none common.fp16=false common.cpu=true common.log_format=simple common.log_interval=1 "
     "optimization.max_update=5 optimization.update_freq=[1] lr_scheduler.warmup_updates=1 dataset.num_workers=0"
 )
@@ -38,20 +41,27 @@ def run_in_repo(command: str, tmp_path) -> str:
     return result.stdout + result.stderr
 
 
+# method (experiments.configurations.METHODS) -> what marks its README example
 README_TRAIN_EXAMPLES = {
-    "masked_lm_plus": "--task masked_lm_plus --criterion masked_lm --arch roberta_base",
+    "random": "--task masked_lm_plus --criterion masked_lm --arch roberta_base",
     "fully_explored": "--task fully_explored_masked_lm",
-    "time_variant": "--task time_variant_masked_lm",
+    "pos_cosine": "--task time_variant_masked_lm",
     "mae_lm": "--arch mae_lm_base",
     "mapnet": "--criterion mapnet_masked_lm",
 }
 
 
-@pytest.mark.parametrize("example", sorted(README_TRAIN_EXAMPLES))
-def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, example):
-    data = brown_pos_data if example == "time_variant" else brown_data
-    extra = "--decoder-layers 1" if example == "mae_lm" else ""
-    command = readme_command(README_TRAIN_EXAMPLES[example])
+@pytest.mark.parametrize("method", sorted(README_TRAIN_EXAMPLES))
+def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, method):
+    """Each method's README example selects it with the method's own flags
+    (a preset task may stand for ``--task masked_lm_plus``) and trains."""
+    data = brown_pos_data if method in POS_METHODS else brown_data
+    command = readme_command(README_TRAIN_EXAMPLES[method])
+    flags = METHODS[method]
+    option_pairs = [" ".join(flags[i:i + 2]) if i + 1 < len(flags) and not flags[i + 1].startswith("--") else flags[i]
+                    for i in range(len(flags)) if flags[i].startswith("--") and flags[i] != "--task"]
+    assert all(pair in command for pair in option_pairs), (method, option_pairs)
+    extra = " ".join(method_flags(method)[len(flags):])  # the tiny encoder's MAE-LM decoder depth
     command = command.replace("data/brown_pos", str(data)).replace("data/brown", str(data))
     command = command.split("\npython scripts/export_roberta.py")[0]  # the MAE-LM block's second command
     output = run_in_repo(f"{command.strip()} {TINY_FLAGS} {extra} --save-dir {tmp_path / 'ckpt'}", tmp_path)
@@ -91,6 +101,20 @@ RECIPES = sorted(p.stem for p in (REPO_ROOT / "fairseq_maskplug" / "config" / "p
 
 def test_there_is_a_recipe_for_every_method():
     assert RECIPES == sorted(METHOD_SIGNS)
+
+
+def test_the_tiny_size_override_is_the_tiny_configuration():
+    """``+size=tiny`` trains the TINY configuration's encoder, blocks, batch
+    and learning rate (its 20 updates are a smoke run's, not TINY's 400)."""
+    import yaml
+
+    tiny = yaml.safe_load((REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining" / "size" / "tiny.yaml").read_text())
+    model = tiny["model"]
+    assert (model["encoder_layers"], model["encoder_embed_dim"], model["encoder_ffn_embed_dim"],
+            model["encoder_attention_heads"]) == (SIZE.layers, SIZE.dim, SIZE.ffn, SIZE.heads)
+    assert model["max_positions"] == tiny["task"]["tokens_per_sample"] == TINY.tokens_per_sample
+    assert tiny["dataset"]["batch_size"] == TINY.batch_size
+    assert tiny["optimization"]["lr"] == [TINY.optimizer.lr]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -6,6 +6,7 @@ from fairseq.data import MaskTokensDataset
 
 from fairseq_maskplug.data.vocabulary import word_start_table
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+from test_masking import uniform
 
 
 def batches(task, split="train", batch_size=32, limit=None):
@@ -46,7 +47,7 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
         sample = samples[update % len(samples)]
         stock_src.set_epoch(1 + update // len(samples))
         stock_tgt.set_epoch(1 + update // len(samples))
-        m = task.train_masker(sample["net_input"]["src_tokens"], 0.15, task.train_draws(sample, update))
+        m = uniform(task.train_masker, sample["net_input"]["src_tokens"], 0.15, task.train_draws(sample, update))
         assert not torch.isin(sample["net_input"]["src_tokens"][m.predicted], specials).any()
         c = m.corruption
         for key, value in (("predicted", m.predicted), ("maskable", m.maskable), ("mask", c.replaced_by_mask),
@@ -81,7 +82,7 @@ def test_whole_word_masking_on_brown_never_splits_a_word(brown_data):
     checked_words = 0
     for update, sample in enumerate(batches(task, limit=20)):
         tokens = sample["net_input"]["src_tokens"]
-        m = task.train_masker(tokens, 0.15, task.train_draws(sample, update))
+        m = uniform(task.train_masker, tokens, 0.15, task.train_draws(sample, update))
         for row in range(tokens.size(0)):
             maskable = m.maskable[row]
             begins = maskable & (starts_table[tokens[row]] | torch.cat([torch.tensor([True]), ~maskable[:-1]]))
@@ -155,7 +156,7 @@ def test_frequency_weighted_replacement_follows_dictionary_counts(brown_data):
         task.load_dataset("train")
         the, drawn, total = task.dictionary.index("\u2581the"), 0, 0
         for update, sample in enumerate(batches(task, limit=60)):
-            m = task.train_masker(sample["net_input"]["src_tokens"], 0.3, task.train_draws(sample, update))
+            m = uniform(task.train_masker, sample["net_input"]["src_tokens"], 0.3, task.train_draws(sample, update))
             replaced = m.src_tokens[m.corruption.replaced_by_random]
             drawn += (replaced == the).sum().item()
             total += replaced.numel()

@@ -18,6 +18,7 @@ from harness import (
     train_in_process,
     train_subprocess,
 )
+from test_masking import uniform
 from test_task_masking import batches
 
 P, T = 0.15, 1000
@@ -64,7 +65,7 @@ def test_realised_ratio_tracks_the_schedule_and_never_predicts_nothing(brown_tas
     schedule = RatioSchedule.build("linear", P, 100)
     samples = list(batches(task, limit=11))
     for t, sample in zip(range(0, 101, 10), samples):
-        m = task.train_masker(sample["net_input"]["src_tokens"], schedule(t), task.train_draws(sample, t))
+        m = uniform(task.train_masker, sample["net_input"]["src_tokens"], schedule(t), task.train_draws(sample, t))
         maskable = m.maskable.sum(1).double()
         realised = m.predicted.sum().item() / maskable.sum().item()
         expected = (maskable * schedule(t)).clamp(min=1).sum().item() / maskable.sum().item()
@@ -90,7 +91,7 @@ def test_pos_side_input_lines_up_with_the_tokens_in_every_split(brown_pos_data):
     """For every block of train/valid/test: same length, specials at the same
     positions, a tag on every other position."""
     task = pos_task(brown_pos_data)
-    d, pd = task.dictionary, task.pos_dictionary
+    d, pd = task.dictionary, task.pos_weighting.tag_dictionary
     for split in ("train", "valid", "test"):
         task.load_dataset(split)
         fields = task.dataset(split).dataset.defn
@@ -132,14 +133,14 @@ def test_tags_of_a_known_sentence(brown_pos_data):
 
 
 def test_class_loss_tracker_follows_the_reference_update():
-    tracker = ClassLossTracker(3, momentum=0.9)
+    tracker = ClassLossTracker(3, momentum=0.9, temperature=2.0)
     sums, counts = class_loss_sums(torch.tensor([1.0, 3.0, 2.0, 5.0]), torch.tensor([0, 0, 1, -1]), 3)
     assert sums.tolist() == [4.0, 2.0, 0.0] and counts.tolist() == [2.0, 1.0, 0.0]
     tracker.update(sums, counts)
     assert tracker.running.tolist() == pytest.approx([0.2, 0.2, 0.0])  # 0.1 * mean; unseen class keeps 0
     z = (tracker.running - tracker.running.mean()) / tracker.running.std(unbiased=False)
-    assert torch.allclose(tracker.weights(2.0), torch.sigmoid(2.0 * z))
-    corrected = ClassLossTracker(3, momentum=0.9, bias_correction=True)
+    assert torch.allclose(tracker.weights(), torch.sigmoid(2.0 * z))
+    corrected = ClassLossTracker(3, momentum=0.9, temperature=2.0, bias_correction=True)
     corrected.update(sums, counts)
     assert corrected.losses().tolist() == pytest.approx([2.0, 2.0, 0.0])
 
@@ -155,12 +156,12 @@ def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_dat
     task = pos_task(brown_pos_data, mask_whole_words=True)
     task.load_state_dict(state)
     task.load_dataset("train")
-    running = task.content_weighting.tracker.losses()
+    running = task.pos_weighting.tracker.losses()
     masked = torch.zeros(len(running))
     base = torch.zeros(len(running))
     for update, sample in enumerate(batches(task, limit=60)):
         m = task.training_masks(sample, update)
-        classes = task.pos_classes(sample)
+        classes = task.pos_weighting.classes(sample)
         masked += torch.bincount(classes[m.predicted].clamp(min=0), minlength=len(running)).float()
         base += torch.bincount(classes[classes >= 0], minlength=len(running)).float()
     share, frequency = masked / masked.sum(), base / base.sum()

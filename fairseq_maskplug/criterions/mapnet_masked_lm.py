@@ -1,7 +1,9 @@
 """``mapnet_masked_lm``: masks drawn from a learned proposal, losses
 importance-weighted so the objective stays the uniform-mask one (SPEC §3).
 
-Training step (the task hands the clean batch over): the proposal network
+Training step (the task hands over the clean batch and the step's draws, a
+:class:`~fairseq_maskplug.masking.MaskingStep`; the strategies come once, from
+``task.proposal_masking()``, when the criterion is built): the proposal network
 scores the clean tokens; q = softmax over each sequence's maskable units; the
 task's Masker draws the units without replacement from q (exponential race)
 at the task's ratio; the main loss is Σ w · CE over predicted tokens (w from
@@ -15,6 +17,7 @@ the fixed standard mask and get the plain masked-LM loss.
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +26,10 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
-from ..masking import expand_units, sequence_seed, unit_start_index
+from ..errors import MaskingOptionError
+from ..masking import MaskedTokens, MaskingStep, ProposalMasking, ProposalUnits, sequence_seed
 from ..masking.importance import WEIGHT_MODES, clip_and_normalize, log_weights, proposal_distribution
 from ..modules.mask_proposal import MaskProposalNetwork
-from ..tasks.config import MaskingOptionError
 
 
 PROPOSAL_STATS = ("mapnet_ess", "mapnet_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_steps")
@@ -58,16 +61,18 @@ class MapnetMaskedLMConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
-def check_options(cfg: MapnetMaskedLMConfig, task):
-    from ..tasks.masked_lm_plus import MaskedLMPlusTask
-
-    if not isinstance(task, MaskedLMPlusTask):
+def task_masking(task) -> ProposalMasking:
+    """The task's :class:`ProposalMasking` (one documented call), or a clear
+    refusal for a task that masks in its dataset."""
+    if not hasattr(task, "proposal_masking"):
         raise MaskingOptionError(
             f"--criterion mapnet_masked_lm needs --task masked_lm_plus (or its presets); the task "
             f"{type(task).__name__} masks in its dataset, so there is no clean batch to propose masks for"
         )
-    if task.fully_explored is not None or task.content_weighting is not None:
-        raise MaskingOptionError("mapnet_masked_lm draws its own masks: use --masking random and --content-weighting none")
+    return task.proposal_masking("mapnet_masked_lm")
+
+
+def check_options(cfg: MapnetMaskedLMConfig):
     if not 0 < cfg.mapnet_clip < 1:
         raise MaskingOptionError(f"--mapnet-clip must lie in (0, 1), got {cfg.mapnet_clip}")
     if not 0 <= cfg.mapnet_explore_prob <= 1:
@@ -88,15 +93,14 @@ def check_options(cfg: MapnetMaskedLMConfig, task):
 
 @register_criterion("mapnet_masked_lm", dataclass=MapnetMaskedLMConfig)
 class MapnetMaskedLMCriterion(FairseqCriterion):
-    masks_with_proposal = True  # the task hands over clean batches
+    proposes_masks = True  # the task hands over clean batches and each step's draws
 
     def __init__(self, cfg: MapnetMaskedLMConfig, task):
         super().__init__(task)
-        check_options(cfg, task)
+        self.masking = task_masking(task)
+        check_options(cfg)
         self.cfg = cfg
-        model_dim = getattr(task, "model_dim", None)
-        if model_dim is None:
-            raise MaskingOptionError("mapnet_masked_lm needs the model built first (task.build_model)")
+        model_dim = self.masking.model_dim
         dim = cfg.mapnet_embed_dim or max(8, model_dim // 2)
         if not cfg.mapnet_own_embeddings and dim > model_dim:
             raise MaskingOptionError(
@@ -108,7 +112,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             raise MaskingOptionError(f"--mapnet-embed-dim {dim} must be divisible by --mapnet-heads {heads}")
         self.proposal = MaskProposalNetwork(
             model_dim, dim, cfg.mapnet_layers, heads, not cfg.mapnet_own_embeddings, len(task.source_dictionary),
-            task.source_dictionary.pad(), task.cfg.tokens_per_sample,
+            task.source_dictionary.pad(), self.masking.max_positions,
         )
 
     # ------------------------------------------------------------------ loss
@@ -135,20 +139,16 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         return sequence_seed("mapnet-explore", self.cfg.seed, update, first_id) / 2**63 < self.cfg.mapnet_explore_prob
 
     def proposal_loss(self, model, sample):
-        task, masker = self.task, self.task.train_masker
         tokens = sample["net_input"]["src_tokens"]
-        update = sample["update_num"]
-        draws = task.train_draws(sample, update)
-        ratio = task.schedule(update)
+        step: MaskingStep = sample["masking"]
         # every step logs the same keys (data-parallel ranks sum them key by key)
         stats = {key: torch.zeros((), device=tokens.device) for key in PROPOSAL_STATS}
-        if self.uses_uniform_masks(sample, update):
-            masked = masker(tokens, ratio, draws)
+        if self.uses_uniform_masks(sample, step.update_num):
+            masked = self.masking.uniform(tokens, step.draws, step.update_num)
             token_weights = None
             scores = None
         else:
-            scores, q, proposed, token_weights, weight_stats = self.propose(model, tokens, ratio, draws)
-            masked = proposed.masked
+            scores, q, masked, token_weights, weight_stats = self.propose(model, tokens, step)
             stats.update(weight_stats)
 
         predicted = masked.predicted
@@ -158,8 +158,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         if scores is None:  # keep every proposal parameter in the graph (data-parallel reducers need it)
             proposal_loss = sum(p.sum() for p in self.proposal.parameters()) * 0.0
         else:
-            proposal_loss = self.score_function_loss(scores, proposed, token_loss.detach())
-            stats.update(self.proposal_stats(q, proposed, token_loss.detach()))
+            proposal_loss = self.score_function_loss(scores, masked, token_loss.detach())
+            stats.update(self.proposal_stats(q, masked, token_loss.detach()))
         loss = main + self.cfg.mapnet_lambda * proposal_loss
         sample_size = predicted.sum()
         logging_output = {
@@ -169,42 +169,43 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         }
         return loss, sample_size, logging_output
 
-    def propose(self, model, tokens, ratio, draws):
-        """Score ``tokens``, draw masks from the proposal and weight them:
-        (scores (B, L) with gradient, detached q (B, L), ProposedMasks,
-        float32 weight per predicted token, weight statistics)."""
-        masker = self.task.train_masker
+    def propose(self, model, tokens, step: MaskingStep, strategy: Optional[ProposalUnits] = None):
+        """Score ``tokens``, draw masks from the proposal with ``strategy``
+        (default: the task's, at its ratio) and weight them: (scores (B, L)
+        with gradient, detached q (B, L), the MaskedTokens (their selection
+        holds the draw order), float32 weight per predicted token, weight
+        statistics)."""
+        strategy = strategy or self.masking.proposal
         scores = self.proposal(tokens, model.encoder.sentence_encoder)
-        q = proposal_distribution(scores.detach(), masker.units(tokens)[1])
-        proposed = masker.proposed(tokens, ratio, draws, q)
-        weights, stats = self.importance_weights(q, proposed)
-        return scores, q, proposed, weights, stats
+        q = proposal_distribution(scores.detach(), strategy.masker.units(tokens).starts)
+        masked = strategy(tokens, step.draws, step.update_num, q)
+        weights, stats = self.importance_weights(q, masked)
+        return scores, q, masked, weights, stats
 
-    def importance_weights(self, q, proposed):
+    def importance_weights(self, q, masked: MaskedTokens):
         """Float32 weight of every predicted token and the weight statistics,
         from the detached proposal ``q`` (B, L)."""
         mode = str(self.cfg.mapnet_weights)
-        start_index = unit_start_index(proposed.starts)
-        predicted = proposed.masked.predicted
+        selection = masked.selection
+        starts, chosen, keys = selection.units.starts, selection.chosen, selection.keys
+        predicted = masked.predicted
+        clipped = torch.zeros((), dtype=torch.float64, device=q.device)
         if mode == "per_token":
-            per_unit = log_weights(q, proposed.starts, proposed.chosen, proposed.keys, "per_token").exp()
-            per_position = expand_units(per_unit, start_index, proposed.masked.maskable)
-            weights, clipped = per_position[predicted], torch.zeros((), dtype=torch.float64, device=q.device)
+            per_unit = log_weights(q, starts, chosen, keys, "per_token").exp()
+            weights = selection.units.spread(per_unit)[predicted]
         else:
-            weights = log_weights(q, proposed.starts, proposed.chosen, proposed.keys,
-                                  "product" if mode == "product_clipped" else "exact_ordered").exp()
-            clipped = torch.zeros((), dtype=torch.float64, device=q.device)
+            weights = log_weights(q, starts, chosen, keys, "product" if mode == "product_clipped" else "exact_ordered").exp()
             if mode == "product_clipped":
                 weights, clipped = clip_and_normalize(weights, self.cfg.mapnet_clip)
             weights = weights.unsqueeze(1).expand_as(predicted)[predicted]
         ess = weights.sum() ** 2 / (weights.pow(2).sum() * weights.numel()).clamp(min=1e-30)
         return weights.float(), {"mapnet_ess": ess.float().data, "mapnet_clipped": clipped.float().data}
 
-    def score_function_loss(self, scores, proposed, token_loss):
+    def score_function_loss(self, scores, masked: MaskedTokens, token_loss):
         """−Σ log(q_i + 1e-4) · (ℓ_i − b) over predicted positions whose input is ``<mask>``."""
-        q = proposal_distribution(scores, proposed.starts)
-        masked = proposed.masked
-        q_position = q.gather(1, unit_start_index(proposed.starts))[masked.predicted]
+        units = masked.selection.units
+        q = proposal_distribution(scores, units.starts)
+        q_position = q.gather(1, units.start_index())[masked.predicted]
         if str(self.cfg.mapnet_baseline) == "const":
             baseline = -math.log(self.cfg.mapnet_baseline_m)
         else:
@@ -213,11 +214,11 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         reward = (token_loss - baseline).double()
         return -(torch.log(q_position + 1e-4) * reward)[became_mask].sum().float()
 
-    def proposal_stats(self, q, proposed, token_loss):
+    def proposal_stats(self, q, masked: MaskedTokens, token_loss):
         """Mean proposal entropy (nats) per sequence and the correlation of
         the proposal ``q`` (detached) with the per-token losses, for logging."""
         entropy = -(q * q.clamp(min=1e-30).log()).sum(dim=1).mean()
-        q_position = q.gather(1, unit_start_index(proposed.starts))[proposed.masked.predicted]
+        q_position = q.gather(1, masked.selection.units.start_index())[masked.predicted]
         correlation = torch.corrcoef(torch.stack([q_position.float(), token_loss.float()]))[0, 1]
         return {"mapnet_entropy": entropy.float().data, "mapnet_corr": torch.nan_to_num(correlation).data,
                 "mapnet_steps": torch.ones((), device=q.device)}

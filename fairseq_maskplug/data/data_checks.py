@@ -9,11 +9,9 @@ from typing import Sequence
 import numpy as np
 from fairseq.data.indexed_dataset import MMapIndexedDataset
 
+from ..errors import DataFileError
+
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
-
-
-class DataFileError(ValueError):
-    """A file of the data directory cannot be trained on."""
 
 
 def check_dictionary_file(path: str):

@@ -3,7 +3,7 @@
 import torch
 from fairseq.data import BaseWrapperDataset, data_utils
 
-from ..masking import CorruptionRule, FullyExploredOptions, MaskDraws, fully_explored_masks
+from ..masking import CorruptionRule, FullyExploredOptions, FullyExploredUnits, MaskDraws
 from .vocabulary import build_masker
 
 
@@ -45,7 +45,7 @@ class FullyExploredMaskingDataset(BaseWrapperDataset):
         self.options = options
         self.seed = seed
         self.pad_idx = dictionary.pad()
-        self.masker = build_masker(dictionary, mask_idx, rule, whole_words, frequency_weighted)
+        self.strategy = FullyExploredUnits(build_masker(dictionary, mask_idx, rule, whole_words, frequency_weighted), options)
         self.epoch = 1
 
     @property
@@ -65,8 +65,8 @@ class FullyExploredMaskingDataset(BaseWrapperDataset):
         ids = [s["id"] for s in samples]
         tokens = data_utils.collate_tokens([s["source"] for s in samples], self.pad_idx)
         draws = MaskDraws.for_sequences("train", self.seed, self.epoch, ids, tokens.size(1), tokens.device)
-        masked = fully_explored_masks(self.masker, tokens, draws, self.options)
-        K = self.options.segments
+        masked = self.strategy(tokens, draws, self.epoch)
+        K = masked.copies
         lengths = torch.tensor([len(s["source"]) for s in samples])
         return {
             "id": torch.tensor(ids).repeat_interleave(K),

@@ -5,11 +5,9 @@ import os
 import numpy as np
 from fairseq.data import Dictionary, PrependTokenDataset, TokenBlockDataset, data_utils
 
-from .pos import POS_DIR
+from ..errors import PosInputError
 
-
-class PosInputError(ValueError):
-    """The POS side input is missing or does not match the tokens."""
+POS_DIR = "pos"  # DATA/pos/{dict.txt, train.bin, ...}: one tag per token, line for line
 
 
 def pos_dictionary(data_path: str) -> Dictionary:

@@ -19,7 +19,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..masking import FullyExploredOptions, MaskDraws, MaskedTokens, Masker, fully_explored_masks
+from ..masking import (
+    FullyExploredOptions,
+    FullyExploredUnits,
+    MaskDraws,
+    MaskedTokens,
+    Masker,
+    MaskingStep,
+    ProposalUnits,
+    RatioSchedule,
+    UniformUnits,
+)
 from ..masking.fully_explored import unit_ranks
 
 # A strategy masks the clean (B, L) tokens for draw r (it may return K·B rows)
@@ -39,21 +49,22 @@ def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=N
         one mask per sequence from the proposal, with its importance weights.
     """
     ratio = 1.0 / segments
+    uniform = UniformUnits(masker, RatioSchedule.build("constant", ratio, 0))
 
     def draws(tokens, ids, draw):
         return MaskDraws.for_sequences(STREAM, seed, draw, ids, tokens.size(1), tokens.device)
 
     def random(tokens, ids, draw):
-        return masker(tokens, ratio, draws(tokens, ids, draw)), None
+        return uniform(tokens, draws(tokens, ids, draw), draw), None
 
     def random_k(tokens, ids, draw):
-        copies = [masker(tokens, ratio, draws(tokens, ids, draw * segments + k)) for k in range(segments)]
+        copies = [uniform(tokens, draws(tokens, ids, draw * segments + k), draw) for k in range(segments)]
         stacked = [torch.stack([getattr(c, f) for c in copies], dim=1).flatten(0, 1) for f in ("src_tokens", "target", "predicted", "maskable")]
-        return MaskedTokens(*stacked, corruption=None), None
+        return MaskedTokens(*stacked, corruption=None, copies=segments), None
 
     def fully_explored(partition):
-        options = FullyExploredOptions(segments, partition)
-        return lambda tokens, ids, draw: (fully_explored_masks(masker, tokens, draws(tokens, ids, draw), options), None)
+        strategy = FullyExploredUnits(masker, FullyExploredOptions(segments, partition))
+        return lambda tokens, ids, draw: (strategy(tokens, draws(tokens, ids, draw), draw), None)
 
     available = {
         "random": random,
@@ -62,10 +73,13 @@ def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=N
         "fully_explored_contiguous": fully_explored("contiguous"),
     }
     if criterion is not None:
+        proposal = ProposalUnits(masker, RatioSchedule.build("constant", ratio, 0))
+
         def mapnet(tokens, ids, draw):
             """Masks from the trained proposal, importance-weighted as in training."""
-            _, _, proposed, weights, _ = criterion.propose(model, tokens, ratio, draws(tokens, ids, draw))
-            return proposed.masked, weights
+            step = MaskingStep(draws(tokens, ids, draw), draw)
+            _, _, masked, weights, _ = criterion.propose(model, tokens, step, proposal)
+            return masked, weights
 
         available["mapnet"] = mapnet
     return available
@@ -190,8 +204,8 @@ def hamming_curve(
     """
     if ratio > 0.5:
         raise ValueError("the Hamming curve needs ratio ≤ 0.5 (two masks of size m must fit in n)")
-    maskable, starts = masker.units(tokens)
-    n = starts.sum(1, keepdim=True)
+    units = masker.units(tokens)
+    n = units.count().unsqueeze(1)
     m = torch.round(n.double() * ratio).long().clamp(min=1)
     by_fraction = {}
     for f in overlap_fractions:
@@ -199,11 +213,9 @@ def hamming_curve(
         first, second = [], []
         for r in range(pairs):
             draws = MaskDraws.for_sequences(STREAM + "-hamming", seed, r, ids, tokens.size(1), tokens.device)
-            ranks = unit_ranks(starts, draws.unit_scores, "random")
-            decision, token_noise = masker.unit_noise(maskable, starts, draws)
+            ranks = unit_ranks(units.starts, draws.unit_scores, "random")
             for lo, hi, out in ((0, m, first), (m - o, 2 * m - o, second)):
-                predicted = starts & (ranks >= lo) & (ranks < hi)
-                masked = masker.finish(tokens, predicted, maskable, decision, token_noise)
+                masked = masker.corrupt(tokens, units, units.starts & (ranks >= lo) & (ranks < hi), draws)
                 out.append(masked_lm_gradient(model, params, masked, masker.pad_idx))
         by_fraction[f] = (torch.stack(first).double(), torch.stack(second).double(), (2 * (m - o)).double().mean().item())
     pooled_mean = torch.cat([torch.cat(v[:2]) for v in by_fraction.values()]).mean(0)

@@ -17,7 +17,7 @@ import torch
 from fairseq.data import Dictionary, ListDataset, MaskTokensDataset
 
 from ..data.vocabulary import build_masker
-from ..masking import CorruptionRule, MaskDraws
+from ..masking import CorruptionRule, MaskDraws, RatioSchedule, UniformUnits
 
 
 @dataclass
@@ -58,10 +58,11 @@ def stock_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor) -
 
 def masker_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, device: str, batch_size: int):
     """(total seconds, of which draws) to mask ``tokens`` in batches on ``device``."""
-    masker = build_masker(dictionary, mask_idx, CorruptionRule(0.1, 0.1), whole_words=False, frequency_weighted=False)
+    strategy = UniformUnits(build_masker(dictionary, mask_idx, CorruptionRule(0.1, 0.1), whole_words=False,
+                                         frequency_weighted=False), RatioSchedule.build("constant", 0.15, 0))
     batches = [tokens[i:i + batch_size].to(device) for i in range(0, len(tokens), batch_size)]
     synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    masker(batches[0], 0.15, MaskDraws.for_sequences("train", 1, 0, range(len(batches[0])), tokens.size(1), device))
+    strategy(batches[0], MaskDraws.for_sequences("train", 1, 0, range(len(batches[0])), tokens.size(1), device), 0)
     synchronize()  # warm-up (lazy CUDA initialisation, allocator)
     total = draws_total = 0.0
     for number, batch in enumerate(batches):
@@ -70,7 +71,7 @@ def masker_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, 
         draws = MaskDraws.for_sequences("train", 1, 1, ids, batch.size(1), device)
         synchronize()
         drawn = time.perf_counter()
-        masker(batch, 0.15, draws)
+        strategy(batch, draws, 1)
         synchronize()
         total += time.perf_counter() - started
         draws_total += drawn - started

@@ -31,6 +31,14 @@ def class_loss_sums(token_losses: torch.Tensor, classes: torch.Tensor, num_class
     return sums, counts
 
 
+def check_tracker_options(momentum: float, temperature: float):
+    """Raise ValueError for a momentum outside [0, 1) or a negative temperature."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"`momentum` must lie in [0, 1), got {momentum}")
+    if temperature < 0:
+        raise ValueError(f"`temperature` must be >= 0, got {temperature}")
+
+
 class ClassLossTracker:
     """The running per-class losses s (C,) and the weights they give.
 
@@ -38,10 +46,10 @@ class ClassLossTracker:
     data-parallel ranks before :meth:`update`, so every rank holds the same s.
     """
 
-    def __init__(self, num_classes: int, momentum: float, bias_correction: bool = False):
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"--pos-momentum must lie in [0, 1), got {momentum}")
+    def __init__(self, num_classes: int, momentum: float, temperature: float, bias_correction: bool = False):
+        check_tracker_options(momentum, temperature)
         self.momentum = momentum
+        self.temperature = temperature
         self.bias_correction = bias_correction
         self.running = torch.zeros(num_classes, dtype=torch.float32)
         self.observations = torch.zeros(num_classes, dtype=torch.float32)
@@ -61,12 +69,12 @@ class ClassLossTracker:
         correction = 1.0 - self.momentum ** self.observations
         return torch.where(self.observations > 0, self.running / correction.clamp(min=1e-12), self.running)
 
-    def weights(self, temperature: float) -> torch.Tensor:
+    def weights(self) -> torch.Tensor:
         """Float32 (C,) sigmoid(temperature · z-score of the running losses)."""
         losses = self.losses()
         std = losses.std(unbiased=False)
         std = torch.where(std > 0, std, torch.full_like(std, 1e-4))
-        return torch.sigmoid(temperature * (losses - losses.mean()) / std)
+        return torch.sigmoid(self.temperature * (losses - losses.mean()) / std)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return {"running": self.running.clone(), "observations": self.observations.clone()}

@@ -21,11 +21,11 @@ class CorruptionRule:
         for name in ("leave_unmasked_prob", "random_token_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+                raise ValueError(f"`{name}` must lie in [0, 1], got {value}")
         if self.leave_unmasked_prob + self.random_token_prob > 1.0:
             raise ValueError(
-                "leave_unmasked_prob + random_token_prob must be at most 1, got "
-                f"{self.leave_unmasked_prob} + {self.random_token_prob}"
+                "`leave_unmasked_prob` + `random_token_prob` must be at most 1 (they are shares of the predicted "
+                f"positions), got {self.leave_unmasked_prob} + {self.random_token_prob}"
             )
 
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .draws import MaskDraws
-from .masker import MaskedTokens, Masker
 from .selection import expand_units
 from .units import unit_start_index
 
@@ -45,14 +43,14 @@ class FullyExploredOptions:
 
     def __post_init__(self):
         if self.segments < 2:
-            raise ValueError(f"--fe-segments must be at least 2, got {self.segments}")
+            raise ValueError(f"`segments` must be at least 2, got {self.segments}")
         if self.partition not in PARTITIONS:
-            raise ValueError(f"--fe-partition must be one of {', '.join(PARTITIONS)}, got {self.partition!r}")
+            raise ValueError(f"`partition` must be one of {', '.join(PARTITIONS)}, got {self.partition!r}")
         if self.mask_size not in MASK_SIZES:
-            raise ValueError(f"--fe-mask-size must be one of {', '.join(MASK_SIZES)}, got {self.mask_size!r}")
+            raise ValueError(f"`mask_size` must be one of {', '.join(MASK_SIZES)}, got {self.mask_size!r}")
         if self.mask_size == "ratio" and self.segments * self.mask_prob > 1 + 1e-9:
             raise ValueError(
-                f"--fe-mask-size ratio needs --fe-segments × --mask-prob ≤ 1 so the copies stay disjoint, "
+                f"`mask_size` ratio needs `segments` × `mask_prob` ≤ 1 so the copies stay disjoint, "
                 f"got {self.segments} × {self.mask_prob} = {self.segments * self.mask_prob:g}"
             )
 
@@ -106,27 +104,3 @@ def segment_ids(
     spread = expand_units(segment + 1, unit_start_index(starts), maskable) - 1  # -1 outside units
     return spread
 
-
-def fully_explored_masks(
-    masker: Masker, tokens: torch.Tensor, draws: MaskDraws, options: FullyExploredOptions
-) -> MaskedTokens:
-    """K corrupted copies of every sequence of ``tokens`` (B, L).
-
-    Returns a MaskedTokens with B·K rows, sequence-major (rows b·K .. b·K+K-1
-    are the copies of sequence b); copy k predicts segment k. The copies of a
-    sequence predict disjoint sets whose union is every maskable position
-    (``segment`` size). Each position's 80/10/10 decision and replacement
-    token come from the sequence's draws, so a unit is corrupted the same way
-    whichever copy predicts it.
-    """
-    K = options.segments
-    maskable, starts = masker.units(tokens)
-    segments = segment_ids(starts, maskable, draws.unit_scores, draws.rounding_noise, options)
-    copy_index = torch.arange(K, device=tokens.device).repeat(tokens.size(0)).unsqueeze(1)  # (B·K, 1)
-
-    def per_copy(x):
-        return x.repeat_interleave(K, dim=0)
-
-    predicted = per_copy(segments) == copy_index
-    decision, token_noise = masker.unit_noise(maskable, starts, draws)
-    return masker.finish(per_copy(tokens), predicted, per_copy(maskable), per_copy(decision), per_copy(token_noise))

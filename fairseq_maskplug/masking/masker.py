@@ -1,4 +1,10 @@
-"""The Masker: clean token batch in, masked batch out, on the tokens' device."""
+"""The Masker: a batch's units, and the 80/10/10 corruption of chosen units.
+
+Which units a sequence predicts is the business of a strategy
+(:mod:`.strategies`); the Masker knows the vocabulary side: which positions
+may be predicted, how they group into units (tokens or whole words), and what
+the model sees at a predicted position.
+"""
 
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -7,25 +13,66 @@ import torch
 
 from .corruption import Corruption, CorruptionRule, corrupt
 from .draws import MaskDraws
-from .selection import (
-    expand_units,
-    exponential_race_keys,
-    select_by_rank,
-    select_within_budget,
-    stochastic_counts,
-)
+from .selection import expand_units
 from .units import maskable_positions, unit_lengths, unit_start_index, unit_starts
 
 
 @dataclass
-class MaskedTokens:
-    """The result of masking a (B, L) batch.
+class Units:
+    """The unit structure of a (B, L) batch.
 
-    src_tokens: (B, L) corrupted input.
-    target: (B, L) original id at predicted positions, ``pad`` elsewhere.
-    predicted: (B, L) bool, the selected positions (target != pad there).
-    maskable: (B, L) bool, positions that could have been selected.
+    maskable: (B, L) bool, positions that may be predicted.
+    starts: (B, L) bool, the first position of every unit (always maskable).
+    """
+
+    maskable: torch.Tensor
+    starts: torch.Tensor
+
+    def start_index(self) -> torch.Tensor:
+        """Long (B, L): each position's unit start (see :func:`unit_start_index`)."""
+        return unit_start_index(self.starts)
+
+    def lengths(self) -> torch.Tensor:
+        """Long (B, L): each unit's token count at its start, 0 elsewhere."""
+        return unit_lengths(self.starts, self.maskable)
+
+    def count(self) -> torch.Tensor:
+        """Long (B,): units per sequence."""
+        return self.starts.sum(dim=1)
+
+    def spread(self, at_starts: torch.Tensor) -> torch.Tensor:
+        """(B, L): every maskable position takes the value its unit's start
+        holds in ``at_starts`` (B, L); other positions take False / 0."""
+        return expand_units(at_starts, self.start_index(), self.maskable)
+
+
+@dataclass
+class UnitSelection:
+    """How a strategy chose the units of a (B, L) batch, for callers that
+    weight the result (importance weights need the draw order).
+
+    units: the batch's units.
+    chosen: (B, L) bool, the chosen unit starts.
+    keys: (B, L) float64 race keys (lower = drawn earlier), or None.
+    """
+
+    units: Units
+    chosen: torch.Tensor
+    keys: Optional[torch.Tensor] = None
+
+
+@dataclass
+class MaskedTokens:
+    """The result of masking a (B, L) batch: B·copies rows, sequence-major
+    (rows b·copies … b·copies + copies − 1 are the copies of sequence b).
+
+    src_tokens: (N, L) corrupted input.
+    target: (N, L) original id at predicted positions, ``pad`` elsewhere.
+    predicted: (N, L) bool, the predicted positions (target != pad there).
+    maskable: (N, L) bool, positions that could have been predicted.
     corruption: how each predicted position was corrupted.
+    copies: masked copies per input sequence (fully-explored: K).
+    selection: the unit choice (single-copy strategies), or None.
     """
 
     src_tokens: torch.Tensor
@@ -33,21 +80,12 @@ class MaskedTokens:
     predicted: torch.Tensor
     maskable: torch.Tensor
     corruption: Corruption
-
-
-@dataclass
-class ProposedMasks:
-    """Masks drawn from a proposal: the masked batch, the unit starts (B, L),
-    the chosen unit starts (B, L) and the race keys (B, L, lower = drawn earlier)."""
-
-    masked: MaskedTokens
-    starts: torch.Tensor
-    chosen: torch.Tensor
-    keys: torch.Tensor
+    copies: int = 1
+    selection: Optional[UnitSelection] = None
 
 
 class Masker:
-    """Selects positions at a ratio and corrupts them (80/10/10 by default).
+    """Units and corruption for one vocabulary.
 
     Args:
         mask_idx: id of ``<mask>``.
@@ -57,8 +95,8 @@ class Masker:
         replacement_weights: (V,) unnormalised probabilities of the random
             replacement ids (zero for specials and ``<mask>``).
         word_start_table: optional (V,) bool, True for pieces that start a
-            word; when given, whole words are selected and corrupted together
-            and the ratio counts words, as in stock ``--mask-whole-words``.
+            word; when given, units are whole words (corrupted together) and
+            ratios count words, as in stock ``--mask-whole-words``.
     """
 
     def __init__(
@@ -71,7 +109,7 @@ class Masker:
         word_start_table: Optional[torch.Tensor] = None,
     ):
         if replacement_weights.dim() != 1 or not (replacement_weights >= 0).all() or replacement_weights.sum() <= 0:
-            raise ValueError("replacement_weights must be a non-negative (V,) vector with a positive sum")
+            raise ValueError("`replacement_weights` must be a non-negative (V,) vector with a positive sum")
         self.mask_idx = mask_idx
         self.pad_idx = pad_idx
         self.special_ids = tuple(sorted(set(special_ids) | {pad_idx}))
@@ -95,74 +133,32 @@ class Masker:
         cdf = self._table("replacement_cdf", token_noise.device)
         return torch.searchsorted(cdf, token_noise, right=True).clamp_(max=cdf.numel() - 1)
 
-    def units(self, tokens: torch.Tensor):
-        """(maskable, unit starts), both (B, L) bool."""
+    def units(self, tokens: torch.Tensor) -> Units:
+        """The units of ``tokens`` (B, L)."""
         maskable = maskable_positions(tokens, self.special_ids)
         table = None if self.word_start_table is None else self._table("word_start_table", tokens.device)
-        return maskable, unit_starts(tokens, maskable, table)
+        return Units(maskable, unit_starts(tokens, maskable, table))
 
-    def __call__(self, tokens: torch.Tensor, ratio, draws: MaskDraws) -> MaskedTokens:
-        """Mask ``tokens`` (B, L) at ``ratio`` (float or (B,) tensor) of each
-        sequence's units, a uniformly random subset, using ``draws``."""
-        maskable, starts = self.units(tokens)
-        counts = stochastic_counts(starts.sum(dim=1), ratio, draws.rounding_noise)
-        chosen_starts = select_by_rank(draws.unit_scores, starts, counts)
-        return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
-
-    def weighted(self, tokens: torch.Tensor, ratio, draws: MaskDraws, unit_weights: torch.Tensor) -> MaskedTokens:
-        """Mask ``ratio`` of each sequence's maskable *tokens* (stochastically
-        rounded, at least one), taking units in a weighted random order:
-        units are drawn without replacement with probability proportional to
-        ``unit_weights`` (B, L) > 0, read at each unit's start, until their
-        tokens fill the budget (see :func:`select_within_budget`)."""
-        maskable, starts = self.units(tokens)
-        budget = stochastic_counts(maskable.sum(dim=1), ratio, draws.rounding_noise)
-        keys = exponential_race_keys(draws.unit_scores, unit_weights)
-        chosen_starts = select_within_budget(keys, starts, unit_lengths(starts, maskable), budget, draws.crossing_noise)
-        return self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
-
-    def proposed(self, tokens: torch.Tensor, ratio, draws: MaskDraws, probabilities: torch.Tensor):
-        """Mask ``ratio`` of each sequence's units (stochastically rounded, at
-        least one), drawn without replacement from ``probabilities`` (B, L),
-        read at unit starts (Gumbel top-k as an exponential race).
-
-        The race keys in the result give the draw order that the exact
-        importance weights need."""
-        maskable, starts = self.units(tokens)
-        counts = stochastic_counts(starts.sum(dim=1), ratio, draws.rounding_noise)
-        keys = exponential_race_keys(draws.unit_scores, probabilities.clamp(min=1e-30))
-        chosen_starts = select_by_rank(keys, starts, counts)
-        masked = self.corrupt_units(tokens, maskable, starts, chosen_starts, draws)
-        return ProposedMasks(masked, starts, chosen_starts, keys)
-
-    def corrupt_units(
+    def corrupt(
         self,
         tokens: torch.Tensor,
-        maskable: torch.Tensor,
-        starts: torch.Tensor,
-        chosen_starts: torch.Tensor,
-        draws: MaskDraws,
-    ) -> MaskedTokens:
-        """Expand chosen unit starts to whole units and corrupt them."""
-        predicted = expand_units(chosen_starts, unit_start_index(starts), maskable)
-        decision, token_noise = self.unit_noise(maskable, starts, draws)
-        return self.finish(tokens, predicted, maskable, decision, token_noise)
-
-    def unit_noise(self, maskable: torch.Tensor, starts: torch.Tensor, draws: MaskDraws):
-        """(decision, token noise), both (B, L) float64: one 80/10/10 decision
-        per unit (its start's draw), one replacement-token uniform per position."""
-        decision = expand_units(draws.decision_noise, unit_start_index(starts), maskable)
-        return decision, draws.token_noise
-
-    def finish(
-        self,
-        tokens: torch.Tensor,
+        units: Units,
         predicted: torch.Tensor,
-        maskable: torch.Tensor,
-        decision: torch.Tensor,
-        token_noise: torch.Tensor,
+        draws: MaskDraws,
+        copies: int = 1,
+        selection: Optional[UnitSelection] = None,
     ) -> MaskedTokens:
-        """Corrupt ``tokens`` at ``predicted`` and build the target (all (N, L))."""
+        """Corrupt ``copies`` copies of ``tokens`` (B, L) at ``predicted``
+        (B·copies, L) bool, sequence-major; whole units must be predicted
+        together. A unit gets one 80/10/10 decision (its start's draw) and
+        every position one replacement uniform, from the sequence's draws,
+        so a unit is corrupted alike in whichever copy predicts it."""
+        decision = units.spread(draws.decision_noise)
+        maskable, token_noise = units.maskable, draws.token_noise
+        if copies > 1:
+            tokens, maskable, decision, token_noise = (
+                x.repeat_interleave(copies, dim=0) for x in (tokens, maskable, decision, token_noise)
+            )
         corruption = corrupt(tokens, predicted, decision, token_noise, self.replacement_tokens, self.mask_idx, self.rule)
         target = torch.where(predicted, tokens, torch.full_like(tokens, self.pad_idx))
-        return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption)
+        return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption, copies, selection)

@@ -54,6 +54,11 @@ def reference_endpoints(name: str, base: float) -> Tuple[float, float]:
     }[name]
 
 
+def check_name(name: str):
+    if name not in SCHEDULES:
+        raise ValueError(f"`name` must be one of {', '.join(SCHEDULES)}, got {name!r}")
+
+
 @dataclass(frozen=True)
 class RatioSchedule:
     """p(t) for ``name`` between ``start`` and ``end`` over ``updates`` updates
@@ -66,27 +71,23 @@ class RatioSchedule:
     warmup: int = 0
 
     def __post_init__(self):
-        if self.name not in SCHEDULES:
-            raise ValueError(f"--mask-schedule must be one of {', '.join(SCHEDULES)}, got {self.name!r}")
-        for option, value in (("--mask-schedule-start", self.start), ("--mask-schedule-end", self.end)):
+        check_name(self.name)
+        for parameter, value in (("start", self.start), ("end", self.end)):
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"{option} must lie in [0, 1), got {value}")
+                raise ValueError(f"`{parameter}` must lie in [0, 1), got {value}")
         if self.name != "constant" and self.updates <= 0:
-            raise ValueError(
-                f"--mask-schedule {self.name} needs a length: set --mask-schedule-updates or --max-update (got {self.updates})"
-            )
+            raise ValueError(f"`name` {self.name} needs a length: `updates` must be > 0, got {self.updates}")
         if self.name == "lin_warm_decay" and not 0 < self.warmup < self.updates:
-            raise ValueError(
-                f"--mask-schedule lin_warm_decay needs 0 < --mask-schedule-warmup < {self.updates}, got {self.warmup}"
-            )
+            raise ValueError(f"lin_warm_decay needs 0 < `warmup` < {self.updates}, got {self.warmup}")
 
     @classmethod
-    def build(cls, name: str, base: float, updates: int, start: Optional[float] = None,
-              end: Optional[float] = None, warmup: int = 0) -> "RatioSchedule":
+    def build(
+        cls, name: str, base: float, updates: int, start: Optional[float] = None, end: Optional[float] = None,
+        warmup: int = 0,
+    ) -> "RatioSchedule":
         """The reference schedule for ``base``, with ``start``/``end`` overriding
         its endpoints when given."""
-        if name not in SCHEDULES:
-            raise ValueError(f"--mask-schedule must be one of {', '.join(SCHEDULES)}, got {name!r}")
+        check_name(name)
         ref_start, ref_end = reference_endpoints(name, base)
         return cls(name, ref_start if start is None else start, ref_end if end is None else end, updates, warmup)
 

@@ -21,13 +21,11 @@ import torch
 from fairseq.tasks.masked_lm import MaskedLMConfig
 from omegaconf import OmegaConf
 
+from ..errors import ExportError
+
 DECODER_KEYS = ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
                 "decoder_dropout", "no_decoder_projection")
 STOCK_TASK_FIELDS = {f.name for f in fields(MaskedLMConfig)} - {"seed"}
-
-
-class ExportError(ValueError):
-    """The checkpoint cannot be exported faithfully."""
 
 
 def model_name(model_cfg) -> str:

@@ -31,14 +31,11 @@ from fairseq.models.roberta import (
 )
 from fairseq.utils import safe_getattr, safe_hasattr
 
+from ..errors import ModelOptionError
 from ..modules.mae_decoder import MaeDecoder, PositionedTransformerEncoder
 from ..modules.mae_layout import gather_kept, kept_layout, scatter_kept
 
 logger = logging.getLogger(__name__)
-
-
-class MaeLMConfigError(ValueError):
-    """An MAE-LM option has a value the model cannot be built with."""
 
 
 @register_model("mae_lm")
@@ -82,20 +79,20 @@ class MaeLMModel(RobertaModel):
 def check_decoder_options(args):
     for name in ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads"):
         if getattr(args, name) < 1:
-            raise MaeLMConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise ModelOptionError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.decoder_embed_dim % args.decoder_attention_heads:
-        raise MaeLMConfigError(
+        raise ModelOptionError(
             f"--decoder-embed-dim {args.decoder_embed_dim} must be divisible by "
             f"--decoder-attention-heads {args.decoder_attention_heads}"
         )
     if args.no_decoder_projection and args.decoder_embed_dim != args.encoder_embed_dim:
-        raise MaeLMConfigError(
+        raise ModelOptionError(
             f"--decoder-embed-dim {args.decoder_embed_dim} differs from --encoder-embed-dim "
             f"{args.encoder_embed_dim} but --no-decoder-projection removes the projection between them: "
             "drop --no-decoder-projection or use equal widths"
         )
     if not 0 <= args.decoder_dropout < 1:
-        raise MaeLMConfigError(f"--decoder-dropout must lie in [0, 1), got {args.decoder_dropout}")
+        raise ModelOptionError(f"--decoder-dropout must lie in [0, 1), got {args.decoder_dropout}")
 
 
 class MaeLMEncoder(RobertaEncoder):
@@ -105,7 +102,7 @@ class MaeLMEncoder(RobertaEncoder):
         super().__init__(args, dictionary)
         self.mask_idx = dictionary.index("<mask>")
         if self.mask_idx == dictionary.unk():
-            raise MaeLMConfigError("mae_lm needs a dictionary with <mask> (use a masked-LM task)")
+            raise ModelOptionError("mae_lm needs a dictionary with <mask> (use a masked-LM task)")
         self.decoder = MaeDecoder(args, dictionary.pad(), args.max_positions)
         self.lm_head_input = (
             torch.nn.Linear(args.decoder_embed_dim, args.encoder_embed_dim)

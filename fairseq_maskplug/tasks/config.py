@@ -1,28 +1,30 @@
-"""Options of ``masked_lm_plus`` and its presets, and their validation.
+"""Options of ``masked_lm_plus`` and its presets, their validation, and the
+masking objects they describe.
 
 Every check runs when the task is built, before any data is read or any
-update is made, and names the option and what would be valid.
+update is made, and names the option and what would be valid. Checks of the
+masking objects themselves live in :mod:`fairseq_maskplug.masking`, which
+names its own parameters; :func:`options_named` turns those names into the
+flags here, once.
 """
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
-
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks.masked_lm import MaskedLMConfig
 from omegaconf import II
 
-from ..masking import FullyExploredOptions, default_segments
+from ..errors import MaskingOptionError
+from ..masking import CorruptionRule, FullyExploredOptions, RatioSchedule, default_segments
+from ..masking.class_losses import check_tracker_options
 from ..masking.fully_explored import MASK_SIZES, PARTITIONS
-from ..masking.schedules import SCHEDULES, RatioSchedule
+from ..masking.schedules import SCHEDULES
 
 MASKING_CHOICES = ("random", "fully_explored")
 CONTENT_WEIGHTINGS = ("none", "pos")
-
-
-class MaskingOptionError(ValueError):
-    """An option of ``masked_lm_plus`` has a value it cannot train with."""
 
 
 @dataclass
@@ -116,12 +118,32 @@ def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
+@contextlib.contextmanager
+def options_named(parameters: Dict[str, str]):
+    """Re-raise a ``ValueError`` of :mod:`~fairseq_maskplug.masking` as a
+    :class:`MaskingOptionError` whose ```parameter``` names are replaced by
+    the options ``parameters`` maps them to (config field names)."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        for parameter, option in parameters.items():
+            message = message.replace(f"`{parameter}`", flag(option))
+        raise MaskingOptionError(message) from error
+
+
 def _check_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool):
     low_ok = value > 0 if open_low else value >= 0
     high_ok = value < 1 if open_high else value <= 1
     if not (low_ok and high_ok):
         interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
         raise MaskingOptionError(f"{flag(name)} must lie in {interval}, got {value}")
+
+
+def corruption_rule(cfg: MaskedLMPlusConfig) -> CorruptionRule:
+    """The training masks' 80/10/10 shares."""
+    with options_named({"leave_unmasked_prob": "leave_unmasked_prob", "random_token_prob": "random_token_prob"}):
+        return CorruptionRule(cfg.leave_unmasked_prob, cfg.random_token_prob)
 
 
 def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOptions]:
@@ -131,10 +153,10 @@ def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOpt
             raise MaskingOptionError("--fe-segments needs --masking fully_explored (or the fully_explored_masked_lm task)")
         return None
     segments = cfg.fe_segments or default_segments(cfg.mask_prob)
-    try:
+    parameters = {"segments": "fe_segments", "partition": "fe_partition", "mask_size": "fe_mask_size",
+                  "mask_prob": "mask_prob"}
+    with options_named(parameters):
         options = FullyExploredOptions(segments, str(cfg.fe_partition), str(cfg.fe_mask_size), cfg.mask_prob)
-    except ValueError as error:
-        raise MaskingOptionError(str(error)) from error
     if segments > cfg.tokens_per_sample - 2:
         raise MaskingOptionError(
             f"--fe-segments {segments} is larger than any sequence can hold: --tokens-per-sample "
@@ -162,13 +184,13 @@ def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
                 f"got {getattr(cfg, name)}"
             )
     updates = cfg.mask_schedule_updates or resolved(cfg, "max_update", 0) or 0
-    try:
+    parameters = {"name": "mask_schedule", "start": "mask_schedule_start", "end": "mask_schedule_end",
+                  "updates": "mask_schedule_updates", "warmup": "mask_schedule_warmup"}
+    with options_named(parameters):
         schedule = RatioSchedule.build(
             str(cfg.mask_schedule), cfg.mask_prob, updates, cfg.mask_schedule_start, cfg.mask_schedule_end,
             cfg.mask_schedule_warmup,
         )
-    except ValueError as error:
-        raise MaskingOptionError(str(error)) from error
     if schedule.name != "constant" and cfg.masking != "random":
         raise MaskingOptionError(
             f"--mask-schedule {schedule.name} needs --masking random (fully-explored copies have ratio 1/K)"
@@ -176,15 +198,14 @@ def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
     return schedule
 
 
-def check_content_weighting(cfg: MaskedLMPlusConfig):
+def check_pos_weighting(cfg: MaskedLMPlusConfig):
+    """The options of ``--content-weighting pos`` (POS weighting)."""
     if cfg.content_weighting == "none":
         return
     if cfg.masking != "random":
         raise MaskingOptionError("--content-weighting pos needs --masking random")
-    if not 0.0 <= cfg.pos_momentum < 1.0:
-        raise MaskingOptionError(f"--pos-momentum must lie in [0, 1), got {cfg.pos_momentum}")
-    if cfg.pos_temperature < 0:
-        raise MaskingOptionError(f"--pos-temperature must be >= 0, got {cfg.pos_temperature}")
+    with options_named({"momentum": "pos_momentum", "temperature": "pos_temperature"}):
+        check_tracker_options(cfg.pos_momentum, cfg.pos_temperature)
     if cfg.shorten_method != "none":
         raise MaskingOptionError(
             "--content-weighting pos cannot follow --shorten-method (the POS blocks would not be cut alike); "
@@ -193,16 +214,10 @@ def check_content_weighting(cfg: MaskedLMPlusConfig):
 
 
 def check_masking_options(cfg: MaskedLMPlusConfig):
-    """Raise :class:`MaskingOptionError` for option values masking cannot honour."""
+    """Raise :class:`MaskingOptionError` for task option values that no
+    masking object checks (ratios, block length, stock options not supported)."""
     _check_unit_interval("mask_prob", cfg.mask_prob, open_low=True, open_high=True)
     _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
-    _check_unit_interval("leave_unmasked_prob", cfg.leave_unmasked_prob, open_low=False, open_high=False)
-    _check_unit_interval("random_token_prob", cfg.random_token_prob, open_low=False, open_high=False)
-    if cfg.leave_unmasked_prob + cfg.random_token_prob > 1:
-        raise MaskingOptionError(
-            "--leave-unmasked-prob + --random-token-prob must be at most 1 (they are shares of the "
-            f"predicted positions), got {cfg.leave_unmasked_prob} + {cfg.random_token_prob}"
-        )
     if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
         raise MaskingOptionError(
             "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
@@ -222,6 +237,7 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
             f"--sample-break-mode eos fails in fairseq 0.12 under numpy {np.__version__} (its TokenBlockDataset "
             "uses np.compat, removed in numpy 2): use none, complete or complete_doc, or install numpy<2"
         )
+
 
 @dataclass
 class FullyExploredMaskedLMConfig(MaskedLMPlusConfig):

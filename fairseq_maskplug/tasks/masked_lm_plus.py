@@ -13,7 +13,6 @@ different arms compare.
 
 import contextlib
 import logging
-import math
 import os
 from typing import Optional
 
@@ -37,18 +36,31 @@ from ..data.data_checks import check_binarized_split, check_dictionary_file, che
 from ..data.pos_dataset import load_pos_blocks, pos_dictionary
 from ..data.vocab_check import VocabCheckedDataset
 from ..data.vocabulary import build_masker
-from ..masking import CorruptionRule, MaskDraws, MaskedTokens, Masker, fully_explored_masks
+from ..errors import MaskingOptionError
+from ..masking import (
+    CorruptionRule,
+    FullyExploredUnits,
+    MaskDraws,
+    MaskedTokens,
+    MaskingStep,
+    MaskingStrategy,
+    ProposalMasking,
+    ProposalUnits,
+    RatioSchedule,
+    UniformUnits,
+    WeightedUnits,
+)
 from .config import (
     FullyExploredMaskedLMConfig,
     MaskedLMPlusConfig,
-    MaskingOptionError,
     TimeVariantMaskedLMConfig,
-    check_content_weighting,
     check_masking_options,
+    check_pos_weighting,
+    corruption_rule,
     fully_explored_options,
     ratio_schedule,
 )
-from .content_weighting import PosContentWeighting, captured_logits, predicted_token_losses
+from .pos_weighting import PosWeighting
 from .resume import task_state_to_restore
 
 logger = logging.getLogger(__name__)
@@ -73,35 +85,49 @@ def repeat_per_copy(sample, copies: int):
 
 @register_task("masked_lm_plus", dataclass=MaskedLMPlusConfig)
 class MaskedLMPlusTask(MaskedLMTask):
-    """Masked-LM training whose masks are made on the device, per update."""
+    """Masked-LM training whose masks are made on the device, per update.
+
+    Build: options checked, the training strategy and the fixed validation
+    strategy made from them. Mask: each batch's draws (seed, update, sample
+    ids) go through the strategy. Step: stock training on the masked batch
+    (or, for a criterion that proposes masks, on the clean batch with the
+    step's draws). Log: mask ratios, schedule, POS statistics.
+    """
 
     cfg: MaskedLMPlusConfig
 
     def __init__(self, cfg: MaskedLMPlusConfig, dictionary=None):
         check_masking_options(cfg)
-        check_content_weighting(cfg)
+        check_pos_weighting(cfg)
+        rule = corruption_rule(cfg)
         super().__init__(cfg, dictionary)
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
-        self.train_masker = self.build_masker(
-            CorruptionRule(cfg.leave_unmasked_prob, cfg.random_token_prob),
-            whole_words=cfg.mask_whole_words,
-            frequency_weighted=cfg.freq_weighted_replacement,
-        )
-        self.valid_masker = self.build_masker(STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False)
-        self.fully_explored = fully_explored_options(cfg)
+        self.train_masker = build_masker(self.dictionary, self.mask_idx, rule, cfg.mask_whole_words,
+                                         cfg.freq_weighted_replacement)
         self.schedule = ratio_schedule(cfg)
-        if self.fully_explored is not None:
-            logger.info("fully-explored masking: %s", self.fully_explored)
+        self.train_strategy = self.build_train_strategy(cfg)
+        valid_masker = build_masker(self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=False,
+                                    frequency_weighted=False)
+        self.valid_strategy = UniformUnits(valid_masker, RatioSchedule.build("constant", cfg.valid_mask_prob, 0))
+        self.pos_weighting: Optional[PosWeighting] = None
+        if cfg.content_weighting == "pos":
+            self.pos_weighting = PosWeighting(
+                pos_dictionary(utils.split_paths(cfg.data)[0]), cfg.pos_momentum, cfg.pos_temperature,
+                cfg.pos_bias_correction, self.dictionary.pad(),
+            )
+        self.model_dim: Optional[int] = None
+
+    def build_train_strategy(self, cfg: MaskedLMPlusConfig) -> MaskingStrategy:
+        """The strategy the options select: fully-explored, POS-weighted or uniform."""
+        fully_explored = fully_explored_options(cfg)
+        if fully_explored is not None:
+            logger.info("fully-explored masking: %s", fully_explored)
+            return FullyExploredUnits(self.train_masker, fully_explored)
         if self.schedule.name != "constant":
             logger.info("mask-ratio schedule: %s", self.schedule)
-        self.pos_dictionary: Optional[Dictionary] = None
-        self.content_weighting: Optional[PosContentWeighting] = None
         if cfg.content_weighting == "pos":
-            self.pos_dictionary = pos_dictionary(utils.split_paths(cfg.data)[0])
-            tags = self.pos_dictionary.symbols[self.pos_dictionary.nspecial:]
-            self.content_weighting = PosContentWeighting(
-                tags, cfg.pos_momentum, cfg.pos_temperature, cfg.pos_bias_correction
-            )
+            return WeightedUnits(self.train_masker, self.schedule)
+        return UniformUnits(self.train_masker, self.schedule)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -121,8 +147,8 @@ class MaskedLMPlusTask(MaskedLMTask):
         return dictionary
 
     def build_model(self, cfg, from_checkpoint=False):
-        """The model, remembering its width (a proposal network is sized from
-        it); refused when the task's blocks would not fit its positions."""
+        """The model, refused when the task's blocks would not fit its
+        positions; its width is remembered for :meth:`proposal_masking`."""
         model = super().build_model(cfg, from_checkpoint)
         if self.cfg.tokens_per_sample > model.max_positions():
             raise MaskingOptionError(
@@ -142,25 +168,28 @@ class MaskedLMPlusTask(MaskedLMTask):
             self.load_state_dict(task_state)
         return criterion
 
-    def build_masker(self, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
-        return build_masker(self.dictionary, self.mask_idx, rule, whole_words, frequency_weighted)
+    def proposal_masking(self, criterion_name: str) -> ProposalMasking:
+        """What a criterion that proposes masks (``criterion_name``) needs
+        from this task: the one call such a criterion makes, when it is built
+        (see :class:`ProposalMasking`)."""
+        if self.model_dim is None:
+            raise MaskingOptionError(f"{criterion_name} needs the model built first (task.build_model)")
+        if not isinstance(self.train_strategy, UniformUnits):
+            raise MaskingOptionError(
+                f"{criterion_name} draws its own masks: use --masking random and --content-weighting none"
+            )
+        return ProposalMasking(ProposalUnits(self.train_masker, self.schedule), self.train_strategy, self.model_dim,
+                               self.cfg.tokens_per_sample)
 
     # ----------------------------------------------------------------- state
 
     def state_dict(self):
         """The running state fairseq saves as ``task_state`` in checkpoints."""
-        if self.content_weighting is None:
-            return {}
-        return {"pos_tags": list(self.content_weighting.tags), "pos_running_loss": self.content_weighting.tracker.state_dict()}
+        return {} if self.pos_weighting is None else self.pos_weighting.state_dict()
 
     def load_state_dict(self, state_dict):
-        if self.content_weighting is not None and "pos_running_loss" in state_dict:
-            if list(state_dict["pos_tags"]) != self.content_weighting.tags:
-                raise MaskingOptionError(
-                    f"the checkpoint's POS tags {state_dict['pos_tags']} differ from this data's "
-                    f"{self.content_weighting.tags}"
-                )
-            self.content_weighting.tracker.load_state_dict(state_dict["pos_running_loss"])
+        if self.pos_weighting is not None:
+            self.pos_weighting.load_state_dict(state_dict)
 
     # ------------------------------------------------------------------ data
 
@@ -177,7 +206,7 @@ class MaskedLMPlusTask(MaskedLMTask):
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         """Clean ``<s>``-prefixed token blocks (and POS blocks); masks are added per batch."""
         blocks = self._load_dataset_split(split, epoch, combine)
-        if self.fully_explored is not None and split == "train":
+        if self.train_strategy.copies > 1 and split == "train":
             self.warn_short_sequences(blocks, split)
         net_input = {
             "src_tokens": RightPadDataset(blocks, pad_idx=self.source_dictionary.pad()),
@@ -191,10 +220,10 @@ class MaskedLMPlusTask(MaskedLMTask):
             "nsentences": NumSamplesDataset(),
             "ntokens": NumelDataset(blocks, reduce=True),
         }
-        if self.pos_dictionary is not None:
+        if self.pos_weighting is not None:
             pos_blocks = self.load_pos_split(split, epoch, combine)
             if pos_blocks is not None:
-                fields["pos"] = RightPadDataset(pos_blocks, pad_idx=self.pos_dictionary.pad())
+                fields["pos"] = RightPadDataset(pos_blocks, pad_idx=self.pos_weighting.tag_dictionary.pad())
             elif split == "train":
                 raise MaskingOptionError(f"--content-weighting pos: no POS side input for split '{split}'")
         dataset = NestedDictionaryDataset(fields, sizes=[blocks.sizes])
@@ -206,12 +235,12 @@ class MaskedLMPlusTask(MaskedLMTask):
         path = self.data_path(epoch)
         lines = data_utils.load_indexed_dataset(os.path.join(path, split), self.source_dictionary, combine=combine)
         return load_pos_blocks(path, split, lines.sizes, self.cfg.tokens_per_sample, self.cfg.sample_break_mode,
-                               self.pos_dictionary, combine)
+                               self.pos_weighting.tag_dictionary, combine)
 
     def warn_short_sequences(self, blocks, split):
         """Say how many blocks hold fewer maskable tokens than --fe-segments,
         and what happens to them."""
-        segments = self.fully_explored.segments
+        segments = self.train_strategy.copies
         short = int((np.asarray(blocks.sizes) < segments + 2).sum())
         if short:
             logger.warning(
@@ -221,44 +250,6 @@ class MaskedLMPlusTask(MaskedLMTask):
             )
 
     # --------------------------------------------------------------- masking
-
-    def pos_classes(self, sample) -> torch.Tensor:
-        """Long (B, L): each position's tag class (0..C-1), -1 for specials and padding."""
-        return sample["pos"] - self.pos_dictionary.nspecial
-
-    def mask_sample(self, sample, masked: MaskedTokens):
-        """A copy of ``sample`` carrying ``masked`` (corrupted ``src_tokens``,
-        ``target``) and the mask counts :meth:`reduce_metrics` logs. When
-        ``masked`` holds K copies per sequence (sequence-major), every other
-        per-sequence field is repeated alongside and ``ntokens`` /
-        ``nsentences`` count the copies (the tokens actually processed)."""
-        copies = masked.src_tokens.size(0) // sample["net_input"]["src_tokens"].size(0)
-        sample = dict(sample)
-        if copies > 1:
-            sample = repeat_per_copy(sample, copies)
-        sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
-        sample["target"] = masked.target
-        sample["mask_counts"] = {
-            "mask_predicted": masked.predicted.sum(),
-            "mask_maskable": masked.maskable.sum(),
-        }
-        return sample
-
-    def training_masks(self, sample, update_num) -> MaskedTokens:
-        """The training masks of ``sample`` at ``update_num`` (the configured strategy)."""
-        tokens = sample["net_input"]["src_tokens"]
-        draws = self.train_draws(sample, update_num)
-        if self.fully_explored is not None:
-            return fully_explored_masks(self.train_masker, tokens, draws, self.fully_explored)
-        ratio = self.schedule(update_num)
-        if self.content_weighting is not None:
-            weights = self.content_weighting.unit_weights(self.pos_classes(sample))
-            return self.train_masker.weighted(tokens, ratio, draws, weights)
-        return self.train_masker(tokens, ratio, draws)
-
-    def validation_masks(self, sample) -> MaskedTokens:
-        """The fixed standard validation mask of ``sample``."""
-        return self.valid_masker(sample["net_input"]["src_tokens"], self.cfg.valid_mask_prob, self.valid_draws(sample))
 
     def train_draws(self, sample, update_num) -> MaskDraws:
         """Training draws: per sequence, from (--seed, update_num, sample id)."""
@@ -273,11 +264,38 @@ class MaskedLMPlusTask(MaskedLMTask):
         tokens = sample["net_input"]["src_tokens"]
         return MaskDraws.for_sequences(stream, seed, update_num, sample["id"].tolist(), tokens.size(1), tokens.device)
 
+    def training_masks(self, sample, update_num) -> MaskedTokens:
+        """The training masks of ``sample`` at ``update_num`` (the configured strategy)."""
+        weights = None if self.pos_weighting is None else self.pos_weighting.unit_weights(sample)
+        tokens = sample["net_input"]["src_tokens"]
+        return self.train_strategy(tokens, self.train_draws(sample, update_num), update_num, weights)
+
+    def validation_masks(self, sample) -> MaskedTokens:
+        """The fixed standard validation mask of ``sample``."""
+        return self.valid_strategy(sample["net_input"]["src_tokens"], self.valid_draws(sample), 0)
+
+    def mask_sample(self, sample, masked: MaskedTokens):
+        """A copy of ``sample`` carrying ``masked`` (corrupted ``src_tokens``,
+        ``target``) and the mask counts :meth:`reduce_metrics` logs. When
+        ``masked`` holds several copies per sequence, every other
+        per-sequence field is repeated alongside and ``ntokens`` /
+        ``nsentences`` count the copies (the tokens actually processed)."""
+        sample = dict(sample)
+        if masked.copies > 1:
+            sample = repeat_per_copy(sample, masked.copies)
+        sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
+        sample["target"] = masked.target
+        sample["mask_counts"] = {
+            "mask_predicted": masked.predicted.sum(),
+            "mask_maskable": masked.maskable.sum(),
+        }
+        return sample
+
     # ------------------------------------------------------------ train/valid
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if getattr(criterion, "masks_with_proposal", False):  # MAPNet draws the masks from its proposal
-            sample = dict(sample, update_num=update_num)
+        if getattr(criterion, "proposes_masks", False):  # it draws the masks itself (see proposal_masking)
+            sample = dict(sample, masking=MaskingStep(self.train_draws(sample, update_num), update_num))
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         sample = self.mask_sample(sample, self.training_masks(sample, update_num))
         with self.capture_logits(model) as logits:
@@ -287,11 +305,10 @@ class MaskedLMPlusTask(MaskedLMTask):
         logging_output.update(sample["mask_counts"])
         if self.schedule.name != "constant":
             logging_output["mask_scheduled"] = self.schedule(update_num) * sample["mask_counts"]["mask_maskable"]
-        if self.content_weighting is not None:
-            token_losses = None if ignore_grad or not logits else self.class_token_losses(sample, logits[0])
-            sums, counts = self.content_weighting.class_sums(token_losses, self.predicted_classes(sample))
-            self.content_weighting.update(sums, counts)
-            logging_output.update(self.class_logging(sample, sums, counts), pos_train_steps=1)
+        if self.pos_weighting is not None:
+            sums, counts = self.pos_weighting.class_sums(sample, None if ignore_grad or not logits else logits[0])
+            self.pos_weighting.update(sums, counts)
+            logging_output.update(self.pos_weighting.logging_output(sample, sums, counts), pos_train_steps=1)
         return loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):
@@ -299,31 +316,14 @@ class MaskedLMPlusTask(MaskedLMTask):
         with self.capture_logits(model) as logits:
             loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(sample["mask_counts"])
-        if self.content_weighting is not None and "pos" in sample and logits:
-            sums, counts = self.content_weighting.class_sums(
-                self.class_token_losses(sample, logits[0]), self.predicted_classes(sample)
-            )
-            logging_output.update(self.class_logging(sample, sums, counts))
+        if self.pos_weighting is not None and "pos" in sample and logits:
+            sums, counts = self.pos_weighting.class_sums(sample, logits[0])
+            logging_output.update(self.pos_weighting.logging_output(sample, sums, counts))
         return loss, sample_size, logging_output
 
     def capture_logits(self, model):
         """Collects the model's logits when per-tag losses are needed."""
-        return captured_logits(model) if self.content_weighting is not None else contextlib.nullcontext([])
-
-    def predicted_classes(self, sample) -> torch.Tensor:
-        return self.pos_classes(sample)[sample["target"].ne(self.dictionary.pad())]
-
-    def class_token_losses(self, sample, logits) -> torch.Tensor:
-        return predicted_token_losses(logits, sample["target"], sample["target"].ne(self.dictionary.pad()))
-
-    def class_logging(self, sample, sums, counts):
-        """Per-tag loss sums and counts of the predicted tokens, and per-tag
-        counts of the maskable tokens (to compare masked and corpus shares)."""
-        classes = self.pos_classes(sample)
-        maskable = torch.zeros_like(counts).index_add_(
-            0, classes[classes >= 0], torch.ones_like(classes[classes >= 0], dtype=counts.dtype)
-        )
-        return {"pos_loss_sums": sums.detach(), "pos_counts": counts.detach(), "pos_maskable": maskable}
+        return self.pos_weighting.capture(model) if self.pos_weighting is not None else contextlib.nullcontext([])
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
@@ -334,30 +334,8 @@ class MaskedLMPlusTask(MaskedLMTask):
             scheduled = utils.item(sum(log.get("mask_scheduled", 0) for log in logging_outputs))
             if scheduled:
                 metrics.log_scalar("mask_ratio_scheduled", scheduled / maskable, maskable, round=4)
-        if self.content_weighting is not None:
-            self.reduce_class_metrics(logging_outputs)
-
-    def reduce_class_metrics(self, logging_outputs):
-        """Per tag: ``pos_ema_*`` the running loss (bits), ``pos_loss_*`` this
-        interval's mean loss (bits), ``pos_share_*`` its share of the predicted
-        tokens and ``pos_base_*`` its share of the maskable tokens."""
-        logs = [log for log in logging_outputs if "pos_counts" in log]
-        if any("pos_train_steps" in log for log in logs):
-            running = self.content_weighting.tracker.losses()
-            for c, tag in enumerate(self.content_weighting.tags):
-                metrics.log_scalar(f"pos_ema_{tag}", running[c].item() / math.log(2), round=3)
-        if not logs:
-            return
-        sums = sum(log["pos_loss_sums"].float().cpu() for log in logs)
-        counts = sum(log["pos_counts"].float().cpu() for log in logs)
-        maskable = sum(log["pos_maskable"].float().cpu() for log in logs)
-        for c, tag in enumerate(self.content_weighting.tags):
-            if counts[c] > 0:
-                metrics.log_scalar(f"pos_loss_{tag}", (sums[c] / counts[c]).item() / math.log(2), counts[c].item(), round=3)
-            if counts.sum() > 0:
-                metrics.log_scalar(f"pos_share_{tag}", (counts[c] / counts.sum()).item(), counts.sum().item(), round=4)
-            if maskable.sum() > 0:
-                metrics.log_scalar(f"pos_base_{tag}", (maskable[c] / maskable.sum()).item(), maskable.sum().item(), round=4)
+        if self.pos_weighting is not None:
+            self.pos_weighting.reduce_metrics(logging_outputs)
 
 
 @register_task("fully_explored_masked_lm", dataclass=FullyExploredMaskedLMConfig)

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from .config import MaskingOptionError, flag, resolved
+from ..errors import ResumeMismatchError
+from .config import flag, resolved
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ MASKING_TASK_OPTIONS = (
 DEVICE_MASKING_TASKS = ("masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm")
 # criteria whose options change the masks (all their options but the seed mirror)
 MASKING_CRITERIA = ("mapnet_masked_lm",)
-
-
-class ResumeMismatchError(MaskingOptionError):
-    """The checkpoint being resumed was trained with other masking options."""
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,7 @@ import sysconfig
 from pathlib import Path
 from typing import List, Optional
 
-from .corpus_readers import is_brown
+from .readers import is_brown
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_BROWN = REPO_ROOT.parent / "shared" / "data" / "brown.zip"

@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .corpus_readers import BrownDetokenizer, CorpusError, read_brown_tagged
+from ..data.pos_dataset import POS_DIR
+from ..errors import CorpusError
+from .readers import BrownDetokenizer, read_brown_tagged
 
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X")
 SPACY_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
               "PUNCT", "SCONJ", "SYM", "VERB", "X", "SPACE")
 UNKNOWN_TAG = "X"
-POS_DIR = "pos"  # DIR/pos/{dict.txt, train.bin, ...}
 SPACY_INSTALL = "pip install spacy && python -m spacy download en_core_web_sm"
 
 
@@ -72,7 +73,7 @@ def word_spans(text: str, words: Sequence[str], tags: Sequence[str]) -> List[Tup
 
 def tag_brown(path: str, map_path: str) -> List[List[TaggedLine]]:
     """Documents of tagged lines, in the order and with the text that
-    :func:`~fairseq_maskplug.data.corpus_readers.read_brown` gives."""
+    :func:`~fairseq_maskplug.corpus.readers.read_brown` gives."""
     mapping = load_brown_map(map_path)
     detokenize = BrownDetokenizer()
     documents = []

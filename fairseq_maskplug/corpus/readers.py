@@ -14,12 +14,10 @@ import zipfile
 from dataclasses import dataclass
 from typing import Iterable, List, Tuple
 
+from ..errors import CorpusError
+
 BROWN_META_FILES = {"cats.txt", "CONTENTS", "README"}
 BROWN_QUOTES = {"``": '"', "''": '"'}
-
-
-class CorpusError(ValueError):
-    """The corpus input cannot be read or holds no text."""
 
 
 @dataclass

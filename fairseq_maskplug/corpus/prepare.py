@@ -17,8 +17,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
-from .corpus_readers import CorpusError, Document, is_brown, read_documents
-from .pos import POS_DIR, SPACY_TAGS, UNIVERSAL_TAGS, TaggedLine, piece_tags, tag_brown, tag_with_spacy
+from ..data.pos_dataset import POS_DIR
+from ..errors import CorpusError
+from .pos_tagging import SPACY_TAGS, UNIVERSAL_TAGS, TaggedLine, piece_tags, tag_brown, tag_with_spacy
+from .readers import Document, is_brown, read_documents
 
 logger = logging.getLogger(__name__)
 

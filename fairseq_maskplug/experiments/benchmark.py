@@ -18,25 +18,17 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..masking import default_segments
+from .configurations import ENCODERS, method_flags
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
-from .learning_curves import ARMS as LEARNING_CURVE_ARMS
 from .learning_curves import PACKAGE_DIR
 
-# benchmark arm -> the learning-curve arm whose flags select it
-ARM_FLAGS_FROM = {
-    "stock": "stock", "masked_lm_plus": "random", "fully_explored": "fully_explored", "linear": "linear",
-    "cosine": "cosine", "pos": "pos", "mapnet": "mapnet", "mae_lm": "mae_lm",
-}
-ARMS = list(ARM_FLAGS_FROM)
-MAE_LM_DECODER_LAYERS = 4  # mae_lm_base's default and the mae_lm recipe's (the learning curves use 1)
+# the methods benchmarked ("random" is masked_lm_plus with its defaults)
+ARMS = ["stock", "random", "fully_explored", "linear", "cosine", "pos", "mapnet", "mae_lm"]
 FE_COPIES = default_segments(0.15)  # K of the fully_explored arm at the default --mask-prob
-
-# encoder sizes: (layers, width, FFN, heads)
-ENCODERS = {"tiny": (2, 64, 128, 2), "small": (4, 256, 1024, 4), "base": (12, 768, 3072, 12)}
 
 # the targets of issue 7: arm -> (minimum ratio to stock, the throughput it is measured on)
 TARGETS = {
-    "masked_lm_plus": (1.0, "text"),
+    "random": (1.0, "text"),
     "fully_explored": (0.95, "processed"),
     "linear": (0.97, "text"),
     "cosine": (0.97, "text"),
@@ -60,11 +52,6 @@ class BenchmarkSettings:
     @property
     def total_updates(self) -> int:
         return self.warmup + self.updates * self.repeats
-
-
-def arm_flags(arm: str) -> List[str]:
-    flags = list(LEARNING_CURVE_ARMS[ARM_FLAGS_FROM[arm]])
-    return flags + ["--decoder-layers", str(MAE_LM_DECODER_LAYERS)] if arm == "mae_lm" else flags  # later flag wins
 
 
 def method(arm: str) -> str:
@@ -91,12 +78,11 @@ def flop_check_arms(settings: BenchmarkSettings) -> List[str]:
 
 
 def fairseq_args(arm: str, settings: BenchmarkSettings) -> List[str]:
-    layers, dim, ffn, heads = ENCODERS[settings.encoder]
+    encoder = ENCODERS[settings.encoder]
     length = settings.tokens_per_sample
     return [
         settings.data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm",
-        "--arch", "roberta_base", "--encoder-layers", str(layers), "--encoder-embed-dim", str(dim),
-        "--encoder-ffn-embed-dim", str(ffn), "--encoder-attention-heads", str(heads), *arm_flags(method(arm)),
+        *encoder.flags(), *method_flags(method(arm), encoder),
         "--tokens-per-sample", str(length), "--max-positions", str(length), "--sample-break-mode", "none",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
         "--lr", "5e-4", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "10", "--total-num-update", "100000",
@@ -118,7 +104,7 @@ class ArmProcess:
         self.arm, self.log = arm, log_dir / f"{arm}.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fairseq_maskplug.diagnostics.throughput", json.dumps(request)],
+                [sys.executable, "-m", "fairseq_maskplug.experiments.throughput", json.dumps(request)],
                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
             )
         self.reply("READY")
@@ -189,9 +175,9 @@ def summarise(measurement: dict) -> dict:
 def mae_lm_flop_ratio(settings: BenchmarkSettings, stock: dict, mae: dict) -> float:
     """Throughput ratio MAE-LM / RoBERTa that the FLOP counts predict, from
     the measured encoder input length and predicted tokens per update."""
-    layers, dim, ffn, _ = ENCODERS[settings.encoder]
-    encoder = Stack(layers, dim, ffn)
-    decoder = Stack(MAE_LM_DECODER_LAYERS, dim, ffn)  # at the encoder's width (mae_lm_base's default)
+    size = ENCODERS[settings.encoder]
+    encoder = Stack(size.layers, size.dim, size.ffn)
+    decoder = Stack(size.decoder_layers, size.dim, size.ffn)  # at the encoder's width (mae_lm_base's default)
     rows, length = settings.batch_size, settings.tokens_per_sample
     roberta = roberta_training_flops(encoder, rows, length, stock["predicted_per_update"], stock["vocab_size"])
     mae = mae_lm_training_flops(encoder, decoder, rows, length, mae["encoder_input_length"], mae["predicted_per_update"],
@@ -236,7 +222,7 @@ def ratios(summaries: Dict[str, dict], settings: BenchmarkSettings) -> Dict[str,
 
 def markdown(summaries: Dict[str, dict], table: Dict[str, dict], cost, settings: BenchmarkSettings) -> str:
     lines = [
-        f"Encoder {settings.encoder} ({'/'.join(map(str, ENCODERS[settings.encoder]))}: layers/width/FFN/heads), "
+        f"Encoder {settings.encoder} ({ENCODERS[settings.encoder]}), "
         f"{settings.batch_size} sequences × {settings.tokens_per_sample} tokens, device {settings.device}"
         f"{', fp16' if settings.fp16 else ''}; medians of {settings.repeats} blocks of {settings.updates} updates "
         f"after {settings.warmup} warm-up updates.",

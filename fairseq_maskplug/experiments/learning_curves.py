@@ -16,38 +16,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
-from .validation import standard_validation_loss
+from ..diagnostics.validation import standard_validation_loss
+from .configurations import METHODS, TrainingConfiguration, is_mae_lm, method_flags
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-# name -> fairseq-train flags that select the arm's masking
-ARMS: Dict[str, List[str]] = {
-    "stock": ["--task", "masked_lm"],
-    "random": ["--task", "masked_lm_plus"],
-    "fully_explored": ["--task", "fully_explored_masked_lm"],
-    "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
-    "linear": ["--task", "masked_lm_plus", "--mask-schedule", "linear"],
-    "cosine": ["--task", "masked_lm_plus", "--mask-schedule", "cosine"],
-    "whole_word": ["--task", "masked_lm_plus", "--mask-whole-words"],
-    "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
-    "pos_cosine": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
-                   "--mask-schedule", "cosine"],
-    "pos_corrected": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
-                      "--pos-bias-correction"],
-    "mapnet": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm"],
-    "mapnet_clipped": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm", "--mapnet-weights", "product_clipped"],
-    # its validation loss is the decoder's: not comparable with the encoder-only arms
-    "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base", "--decoder-layers", "1"],
-}
-
-MODELS: Dict[str, List[str]] = {
-    "tiny": ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-             "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"],
-    "small": ["--arch", "roberta_base", "--encoder-layers", "4", "--encoder-embed-dim", "256",
-              "--encoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4"],
-}
 
 
 @dataclass
@@ -66,26 +40,26 @@ class ArmResult:
     train_seconds: float = 0.0
 
 
-def parse_arm(spec: str, batch_size: int):
+def parse_arm(spec: str, batch_size: int) -> Tuple[str, int]:
     """``NAME`` or ``NAME@BATCH`` (a batch size for this arm only) -> (name, batch size)."""
     name, _, batch = spec.partition("@")
-    if name not in ARMS:
-        raise ValueError(f"unknown arm {name!r}; valid: {', '.join(ARMS)} (optionally NAME@BATCH_SIZE)")
+    if name not in METHODS:
+        raise ValueError(f"unknown arm {name!r}; valid: {', '.join(METHODS)} (optionally NAME@BATCH_SIZE)")
     return name, int(batch) if batch else batch_size
 
 
-def arm_command(arm: str, data: str, save_dir: Path, updates: int, validate_every: int,
-                model: str, batch_size: int, tokens_per_sample: int, seed: int, extra: Sequence[str]) -> List[str]:
-    name, batch_size = parse_arm(arm, batch_size)
+def arm_flags(arm: str, config: TrainingConfiguration) -> List[str]:
+    """The method's flags and the arm's batch size."""
+    name, batch_size = parse_arm(arm, config.batch_size)
+    return [*method_flags(name, config.encoder), "--batch-size", str(batch_size)]
+
+
+def arm_command(arm: str, data: str, save_dir: Path, config: TrainingConfiguration, updates: int,
+                validate_every: int, seed: int, extra: Sequence[str]) -> List[str]:
     return [
         sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR),
-        "--criterion", "masked_lm", *MODELS[model], *ARMS[name],  # the arm's flags win
-        "--tokens-per-sample", str(tokens_per_sample), "--max-positions", str(tokens_per_sample),
-        "--sample-break-mode", "none",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
-        "--lr", "1e-3", "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(max(1, updates // 10)),
-        "--total-num-update", str(updates), "--max-update", str(updates), "--clip-norm", "1.0",
-        "--batch-size", str(batch_size), "--cpu", "--num-workers", "0", "--seed", str(seed),
+        "--criterion", "masked_lm", *config.flags(updates), *arm_flags(arm, config),  # the arm's flags win
+        "--seed", str(seed),
         "--save-dir", str(save_dir), "--save-interval-updates", str(validate_every), "--keep-interval-updates", "-1",
         "--no-epoch-checkpoints", "--validate-interval-updates", str(validate_every),
         "--log-format", "json", "--log-interval", "1",
@@ -107,21 +81,19 @@ def training_progress(log_file: Path) -> Dict[int, Dict[str, float]]:
     return progress
 
 
-def run_arm(arm: str, data: str, out: Path, updates: int, validate_every: int, model: str = "tiny",
-            batch_size: int = 16, tokens_per_sample: int = 64, seed: int = 1, extra: Sequence[str] = ()) -> ArmResult:
+def run_arm(arm: str, data: str, out: Path, config: TrainingConfiguration, updates: int, validate_every: int,
+            seed: int = 1, extra: Sequence[str] = ()) -> ArmResult:
     """Train one arm and score its interval checkpoints."""
     save_dir, log_file = out / arm, out / f"{arm}.log"
     save_dir.mkdir(parents=True, exist_ok=True)
-    command = arm_command(arm, data, save_dir, updates, validate_every, model, batch_size,
-                          tokens_per_sample, seed, extra)
+    command = arm_command(arm, data, save_dir, config, updates, validate_every, seed, extra)
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
     started = time.time()
     with open(log_file, "w") as log:
         returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     if returncode != 0:
         raise RuntimeError(f"arm {arm} failed (exit {returncode}); its output is in {log_file}")
-    name, arm_batch = parse_arm(arm, batch_size)
-    arm_result = ArmResult(arm, ARMS[name] + ["--batch-size", str(arm_batch)] + list(extra), train_seconds=time.time() - started)
+    arm_result = ArmResult(arm, arm_flags(arm, config) + list(extra), train_seconds=time.time() - started)
     progress = training_progress(log_file)
     for checkpoint in sorted(save_dir.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1])):
         step = int(checkpoint.stem.split("_")[-1])
@@ -131,16 +103,16 @@ def run_arm(arm: str, data: str, out: Path, updates: int, validate_every: int, m
     return arm_result
 
 
-def is_mae_lm(result: ArmResult) -> bool:
+def decoder_loss(result: ArmResult) -> bool:
     """MAE-LM's validation loss is its pre-training decoder's: not comparable
     with the encoder-only arms, so it is tabled and plotted apart."""
-    return "mae_lm_base" in result.flags
+    return is_mae_lm(result.flags)
 
 
 def markdown_table(results: List[ArmResult]) -> str:
     """Final and intermediate validation losses, one column per arm."""
     steps = sorted({p.updates for r in results for p in r.points})
-    names = [f"{r.arm} (decoder loss)" if is_mae_lm(r) else r.arm for r in results]
+    names = [f"{r.arm} (decoder loss)" if decoder_loss(r) else r.arm for r in results]
     lines = ["| updates | " + " | ".join(names) + " |", "|---" * (len(results) + 1) + "|"]
     for step in steps:
         cells = [next((f"{p.valid_loss:.4f}" for p in r.points if p.updates == step), "") for r in results]
@@ -158,8 +130,8 @@ def plot(results: List[ArmResult], path: Path, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not is_mae_lm(r)]),
-            ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if is_mae_lm(r)])]
+    rows = [("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not decoder_loss(r)]),
+            ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if decoder_loss(r)])]
     rows = [(label, arms) for label, arms in rows if arms]
     figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False, sharey="row")
     for row, (label, arms) in zip(axes, rows):

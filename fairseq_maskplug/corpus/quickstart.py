@@ -1,9 +1,9 @@
 """Helpers behind ``scripts/quickstart.sh``: find or build a corpus, prepare it
 once, and summarise a finished run.
 
-    python -m fairseq_maskplug.quickstart data OUT_DIR [--corpus PATH]
+    python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH]
         prints the prepared data dir (OUT_DIR/data), preparing it when needed
-    python -m fairseq_maskplug.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
+    python -m fairseq_maskplug.corpus.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
         prints where the checkpoint and log are, the validation loss, and the
         unigram entropy of the data as a reference point
 """
@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from .data.corpus_readers import CorpusError
-from .data.corpus_sources import find_brown, write_stdlib_corpus
-from .data.prepare import PrepareOptions, prepare_corpus, read_manifest
+from ..errors import CorpusError
+from .prepare import PrepareOptions, prepare_corpus, read_manifest
+from .sources import find_brown, write_stdlib_corpus
 
 
 def choose_corpus(out: Path, corpus: str = None) -> str:

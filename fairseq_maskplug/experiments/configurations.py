@@ -1,0 +1,121 @@
+"""Named configurations, each said once: encoder sizes, the optimizer recipe,
+the training configurations built from them (tiny: tests and quick runs), and
+every method as the ``fairseq-train`` flags that select it.
+
+Used by the tests, the scripts, the benchmark, the learning curves and the
+docs; the hydra override ``config/pretraining/size/tiny.yaml`` is checked
+against :data:`TINY` by a test.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+
+@dataclass(frozen=True)
+class EncoderSize:
+    """A RoBERTa encoder size, and the depth of the MAE-LM decoder that goes
+    with it (about a third of the encoder's, at least 1)."""
+
+    layers: int
+    dim: int
+    ffn: int
+    heads: int
+    decoder_layers: int
+
+    def flags(self) -> List[str]:
+        return [
+            "--arch", "roberta_base", "--encoder-layers", str(self.layers), "--encoder-embed-dim", str(self.dim),
+            "--encoder-ffn-embed-dim", str(self.ffn), "--encoder-attention-heads", str(self.heads),
+        ]
+
+
+ENCODERS: Dict[str, EncoderSize] = {
+    "tiny": EncoderSize(layers=2, dim=64, ffn=128, heads=2, decoder_layers=1),
+    "small": EncoderSize(layers=4, dim=256, ffn=1024, heads=4, decoder_layers=4),
+    "base": EncoderSize(layers=12, dim=768, ffn=3072, heads=12, decoder_layers=4),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerRecipe:
+    """Adam with polynomial decay after a linear warm-up over
+    ``warmup_percent`` % of the updates (at least one)."""
+
+    lr: float = 1e-3
+    betas: str = "(0.9,0.98)"
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    warmup_percent: int = 10
+
+    def flags(self, updates: int) -> List[str]:
+        return [
+            "--optimizer", "adam", "--adam-betas", self.betas, "--adam-eps", str(self.eps),
+            "--weight-decay", str(self.weight_decay), "--clip-norm", str(self.clip_norm),
+            "--lr", str(self.lr), "--lr-scheduler", "polynomial_decay",
+            "--warmup-updates", str(max(1, updates * self.warmup_percent // 100)),
+            "--total-num-update", str(updates), "--max-update", str(updates),
+        ]
+
+
+@dataclass(frozen=True)
+class TrainingConfiguration:
+    """Model, blocks, batch, optimizer and length of a training run on the CPU."""
+
+    encoder: EncoderSize
+    tokens_per_sample: int
+    batch_size: int
+    updates: int
+    optimizer: OptimizerRecipe = field(default_factory=OptimizerRecipe)
+
+    def flags(self, updates: int = None) -> List[str]:
+        """``fairseq-train`` flags for everything but the data, the method and
+        where to save (``updates`` overrides the configured length)."""
+        updates = updates or self.updates
+        return [
+            *self.encoder.flags(),
+            "--tokens-per-sample", str(self.tokens_per_sample), "--max-positions", str(self.tokens_per_sample),
+            "--sample-break-mode", "none", *self.optimizer.flags(updates),
+            "--batch-size", str(self.batch_size), "--cpu", "--num-workers", "0",
+        ]
+
+
+# the tests' model, and the learning curves' quick comparisons
+TINY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=16, updates=400)
+
+# method -> the fairseq-train flags that select it (on top of a configuration's;
+# later flags win). MAE-LM arms also get their encoder size's decoder depth
+# (see method_flags).
+METHODS: Dict[str, List[str]] = {
+    "stock": ["--task", "masked_lm"],
+    "random": ["--task", "masked_lm_plus"],
+    "fully_explored": ["--task", "fully_explored_masked_lm"],
+    "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
+    "linear": ["--task", "masked_lm_plus", "--mask-schedule", "linear"],
+    "cosine": ["--task", "masked_lm_plus", "--mask-schedule", "cosine"],
+    "whole_word": ["--task", "masked_lm_plus", "--mask-whole-words"],
+    "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
+    "pos_cosine": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
+                   "--mask-schedule", "cosine"],
+    "pos_corrected": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
+                      "--pos-bias-correction"],
+    "mapnet": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm"],
+    "mapnet_clipped": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm",
+                       "--mapnet-weights", "product_clipped"],
+    "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base"],
+}
+# methods that need the POS side input (prepare_corpus.py --pos)
+POS_METHODS = {name for name, flags in METHODS.items() if "pos" in flags}
+
+
+def is_mae_lm(flags: List[str]) -> bool:
+    return any(flag.startswith("mae_lm") for flag in flags)
+
+
+def method_flags(name: str, encoder: EncoderSize = TINY.encoder) -> List[str]:
+    """The flags of method ``name``; an MAE-LM method's decoder gets the depth
+    that goes with ``encoder``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    flags = list(METHODS[name])
+    return flags + ["--decoder-layers", str(encoder.decoder_layers)] if is_mae_lm(flags) else flags

@@ -1,0 +1,145 @@
+"""Masking strategies: one per way of choosing the units a sequence predicts.
+
+Every strategy is called the same way,
+
+    strategy(tokens, draws, update_num, unit_weights=None) -> MaskedTokens
+
+with the clean (B, L) ``tokens``, the batch's random ``draws`` and the update
+number (schedules read it) passed explicitly; ``unit_weights`` (B, L) are the
+per-unit weights or probabilities that weighted strategies need, read at unit
+starts. The result carries its number of copies per sequence.
+
+- :class:`UniformUnits`: a uniform random subset at the scheduled ratio (stock).
+- :class:`WeightedUnits`: units drawn by weight until a token budget is filled (POS weighting).
+- :class:`FullyExploredUnits`: K disjoint segments, one copy each (FE-MLM).
+- :class:`ProposalUnits`: units drawn without replacement from a proposal (MAPNet).
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .draws import MaskDraws
+from .fully_explored import FullyExploredOptions, segment_ids
+from .masker import MaskedTokens, Masker, UnitSelection
+from .selection import exponential_race_keys, select_by_rank, select_within_budget, stochastic_counts
+
+Ratio = Callable[[int], float]  # update number -> mask ratio (a RatioSchedule, say)
+
+
+class MaskingStrategy(ABC):
+    """Chooses which units of each sequence are predicted, and has ``masker``
+    corrupt them. ``copies``: rows of the result per input sequence."""
+
+    copies = 1
+
+    def __init__(self, masker: Masker):
+        self.masker = masker
+
+    @abstractmethod
+    def __call__(self, tokens: torch.Tensor, draws: MaskDraws, update_num: int,
+                 unit_weights: Optional[torch.Tensor] = None) -> MaskedTokens:
+        """Mask ``tokens`` (B, L) with ``draws`` at update ``update_num``."""
+
+
+class UniformUnits(MaskingStrategy):
+    """A uniformly random subset of each sequence's units: ``ratio(update)``
+    of them, stochastically rounded, at least one (stock masking)."""
+
+    def __init__(self, masker: Masker, ratio: Ratio):
+        super().__init__(masker)
+        self.ratio = ratio
+
+    def __call__(self, tokens, draws, update_num, unit_weights=None):
+        units = self.masker.units(tokens)
+        counts = stochastic_counts(units.count(), self.ratio(update_num), draws.rounding_noise)
+        chosen = select_by_rank(draws.unit_scores, units.starts, counts)
+        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
+
+
+class WeightedUnits(MaskingStrategy):
+    """``ratio(update)`` of each sequence's maskable *tokens* (stochastically
+    rounded, at least one), taking units in a weighted random order: units
+    are drawn without replacement with probability proportional to
+    ``unit_weights`` (B, L) > 0 until their tokens fill the budget (see
+    :func:`select_within_budget`)."""
+
+    def __init__(self, masker: Masker, ratio: Ratio):
+        super().__init__(masker)
+        self.ratio = ratio
+
+    def __call__(self, tokens, draws, update_num, unit_weights=None):
+        if unit_weights is None:
+            raise ValueError("WeightedUnits needs `unit_weights`")
+        units = self.masker.units(tokens)
+        budget = stochastic_counts(units.maskable.sum(dim=1), self.ratio(update_num), draws.rounding_noise)
+        keys = exponential_race_keys(draws.unit_scores, unit_weights)
+        chosen = select_within_budget(keys, units.starts, units.lengths(), budget, draws.crossing_noise)
+        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
+
+
+class FullyExploredUnits(MaskingStrategy):
+    """K corrupted copies of every sequence; copy k predicts segment k of a
+    partition of the sequence's units (see :mod:`.fully_explored`)."""
+
+    def __init__(self, masker: Masker, options: FullyExploredOptions):
+        super().__init__(masker)
+        self.options = options
+        self.copies = options.segments
+
+    def __call__(self, tokens, draws, update_num, unit_weights=None):
+        K = self.copies
+        units = self.masker.units(tokens)
+        segments = segment_ids(units.starts, units.maskable, draws.unit_scores, draws.rounding_noise, self.options)
+        copy_index = torch.arange(K, device=tokens.device).repeat(tokens.size(0)).unsqueeze(1)  # (B·K, 1)
+        predicted = segments.repeat_interleave(K, dim=0) == copy_index
+        return self.masker.corrupt(tokens, units, predicted, draws, copies=K)
+
+
+class ProposalUnits(MaskingStrategy):
+    """``ratio(update)`` of each sequence's units (stochastically rounded, at
+    least one), drawn without replacement from the proposal ``unit_weights``
+    (B, L) probabilities read at unit starts (Gumbel top-k as an exponential
+    race). The result's selection holds the race keys: the draw order that
+    exact importance weights need."""
+
+    def __init__(self, masker: Masker, ratio: Ratio):
+        super().__init__(masker)
+        self.ratio = ratio
+
+    def __call__(self, tokens, draws, update_num, unit_weights=None):
+        if unit_weights is None:
+            raise ValueError("ProposalUnits needs the proposal's probabilities as `unit_weights`")
+        units = self.masker.units(tokens)
+        counts = stochastic_counts(units.count(), self.ratio(update_num), draws.rounding_noise)
+        keys = exponential_race_keys(draws.unit_scores, unit_weights.clamp(min=1e-30))
+        chosen = select_by_rank(keys, units.starts, counts)
+        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen, keys))
+
+
+@dataclass
+class MaskingStep:
+    """One training step's randomness, handed by the task to a criterion that
+    draws its own masks: the batch's ``draws`` and the ``update_num``."""
+
+    draws: MaskDraws
+    update_num: int
+
+
+@dataclass
+class ProposalMasking:
+    """What a criterion that proposes masks (MAPNet) gets from the task, in
+    one call, ``task.proposal_masking()``: the strategy that draws masks from
+    a proposal at the task's ratio, the task's own uniform strategy (warm-up
+    and exploration steps), and the sizes a proposal network is built for.
+
+    Each training step the task then puts a :class:`MaskingStep` into the
+    clean sample under ``"masking"``, instead of masking it itself.
+    """
+
+    proposal: ProposalUnits
+    uniform: UniformUnits
+    model_dim: int  # width of the main model's embeddings
+    max_positions: int  # longest block (--tokens-per-sample)

@@ -1,0 +1,152 @@
+"""POS weighting (``--content-weighting pos``; PTW in the paper) at training
+time, in one place: the running loss per POS tag, the unit weights it gives
+the masking strategy, the per-tag losses read off the model's forward pass,
+their all-reduce across data-parallel ranks, their logging and the running
+state saved in checkpoints.
+
+The tags come from the POS side input (``DATA/pos``, one tag per token, line
+for line); a batch carries them as ``sample["pos"]`` (B, L), fairseq's
+dictionary ids, specials and padding included.
+"""
+
+import contextlib
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.data import Dictionary
+from fairseq.distributed import utils as distributed_utils
+
+from ..errors import MaskingOptionError
+from ..masking.class_losses import ClassLossTracker, class_loss_sums
+
+
+@contextlib.contextmanager
+def captured_logits(model):
+    """Yields a list that receives the first output (the logits) of every
+    forward call of ``model`` inside the block."""
+    captured: List[torch.Tensor] = []
+    handle = model.register_forward_hook(lambda module, inputs, output: captured.append(output[0]))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def predicted_token_losses(logits: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Float32 (N,) cross-entropy (nats) of the N predicted tokens, detached.
+
+    ``logits`` are (N, V) when the model projected only the predicted
+    positions (what the masked-LM criterion asks for), or (B, L, V)."""
+    logits = logits.detach()
+    if logits.dim() == 3:
+        logits = logits[predicted]
+    return F.cross_entropy(logits.float(), target[predicted], reduction="none")
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over data-parallel ranks (identity when training on one)."""
+    if distributed_utils.get_data_parallel_world_size() > 1:
+        distributed_utils.all_reduce(tensor, group=distributed_utils.get_data_parallel_group())
+    return tensor
+
+
+class PosWeighting:
+    """The running per-tag losses and the masking weights they give.
+
+    Args:
+        tag_dictionary: the POS side input's dictionary (``DATA/pos/dict.txt``).
+        momentum: EMA momentum μ (reference 0.999).
+        temperature: T in sigmoid(T · z).
+        bias_correction: divide by 1 − μ^{n_c} (not in the reference).
+        pad: the token dictionary's pad id (``target`` holds it where nothing is predicted).
+    """
+
+    def __init__(self, tag_dictionary: Dictionary, momentum: float, temperature: float, bias_correction: bool,
+                 pad: int):
+        self.tag_dictionary = tag_dictionary
+        self.tags = list(tag_dictionary.symbols[tag_dictionary.nspecial:])
+        self.pad = pad
+        self.tracker = ClassLossTracker(len(self.tags), momentum, temperature, bias_correction)
+
+    # -------------------------------------------------------------- masking
+
+    def classes(self, sample) -> torch.Tensor:
+        """Long (B, L): each position's tag class (0..C-1), -1 for specials and padding."""
+        return sample["pos"] - self.tag_dictionary.nspecial
+
+    def unit_weights(self, sample) -> torch.Tensor:
+        """(B, L) float weights of the current running losses; positions
+        without a class (specials, padding) get weight 1 (never selected)."""
+        classes = self.classes(sample)
+        weights = self.tracker.weights().to(classes.device)
+        return torch.where(classes >= 0, weights[classes.clamp(min=0)], torch.ones_like(classes, dtype=weights.dtype))
+
+    # --------------------------------------------------------- observations
+
+    def capture(self, model):
+        """A context collecting ``model``'s logits (see :func:`captured_logits`)."""
+        return captured_logits(model)
+
+    def class_sums(self, masked_sample, logits: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(sums, counts) float32 (C,) of the predicted tokens' losses per tag
+        in ``masked_sample`` (its ``target`` and ``pos``); zeros without
+        ``logits`` (a dummy batch)."""
+        predicted = masked_sample["target"].ne(self.pad)
+        classes = self.classes(masked_sample)[predicted]
+        if logits is None:
+            zeros = torch.zeros(len(self.tags), dtype=torch.float32, device=classes.device)
+            return zeros, zeros.clone()
+        token_losses = predicted_token_losses(logits, masked_sample["target"], predicted)
+        return class_loss_sums(token_losses, classes, len(self.tags))
+
+    def update(self, sums: torch.Tensor, counts: torch.Tensor):
+        """All-reduce a step's sums and counts, then move the running losses."""
+        reduced = all_reduce_sum(torch.stack([sums, counts]))
+        self.tracker.update(reduced[0], reduced[1])
+
+    def logging_output(self, masked_sample, sums: torch.Tensor, counts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per-tag loss sums and counts of the predicted tokens, and per-tag
+        counts of the maskable tokens (to compare masked and corpus shares)."""
+        classes = self.classes(masked_sample)
+        known = classes[classes >= 0]
+        maskable = torch.zeros_like(counts).index_add_(0, known, torch.ones_like(known, dtype=counts.dtype))
+        return {"pos_loss_sums": sums.detach(), "pos_counts": counts.detach(), "pos_maskable": maskable}
+
+    def reduce_metrics(self, logging_outputs):
+        """Per tag: ``pos_ema_*`` the running loss (bits), ``pos_loss_*`` this
+        interval's mean loss (bits), ``pos_share_*`` its share of the predicted
+        tokens and ``pos_base_*`` its share of the maskable tokens."""
+        logs = [log for log in logging_outputs if "pos_counts" in log]
+        if any("pos_train_steps" in log for log in logs):
+            running = self.tracker.losses()
+            for c, tag in enumerate(self.tags):
+                metrics.log_scalar(f"pos_ema_{tag}", running[c].item() / math.log(2), round=3)
+        if not logs:
+            return
+        sums = sum(log["pos_loss_sums"].float().cpu() for log in logs)
+        counts = sum(log["pos_counts"].float().cpu() for log in logs)
+        maskable = sum(log["pos_maskable"].float().cpu() for log in logs)
+        for c, tag in enumerate(self.tags):
+            if counts[c] > 0:
+                metrics.log_scalar(f"pos_loss_{tag}", (sums[c] / counts[c]).item() / math.log(2), counts[c].item(), round=3)
+            if counts.sum() > 0:
+                metrics.log_scalar(f"pos_share_{tag}", (counts[c] / counts.sum()).item(), counts.sum().item(), round=4)
+            if maskable.sum() > 0:
+                metrics.log_scalar(f"pos_base_{tag}", (maskable[c] / maskable.sum()).item(), maskable.sum().item(), round=4)
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self):
+        return {"pos_tags": list(self.tags), "pos_running_loss": self.tracker.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        if "pos_running_loss" not in state_dict:
+            return
+        if list(state_dict["pos_tags"]) != self.tags:
+            raise MaskingOptionError(
+                f"the checkpoint's POS tags {state_dict['pos_tags']} differ from this data's {self.tags}"
+            )
+        self.tracker.load_state_dict(state_dict["pos_running_loss"])
