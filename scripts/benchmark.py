@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fairseq_maskplug.diagnostics.masking_cost import masking_cost
 from fairseq_maskplug.experiments.benchmark import (
     ARMS,
     BenchmarkSettings,
@@ -29,14 +30,16 @@ from fairseq_maskplug.experiments.benchmark import (
     save_json,
     summarise,
 )
-from fairseq_maskplug.diagnostics.masking_cost import masking_cost
 from fairseq_maskplug.experiments.configurations import ENCODERS
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="runs/brown_pos",
-                        help="prepared data dir with the POS side input (prepare_corpus.py --pos); default runs/brown_pos")
+    parser.add_argument(
+        "--data",
+        default="runs/brown_pos",
+        help="prepared data dir with the POS side input (prepare_corpus.py --pos); default runs/brown_pos",
+    )
     parser.add_argument("--json", help="write the measurements, ratios and masking cost to this file")
     parser.add_argument("--quick", action="store_true", help="few updates (a smoke run: 2 warm-up, 3 blocks of 3)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {', '.join(ARMS)} (stock is always run)")
@@ -44,8 +47,9 @@ def main(argv=None):
     parser.add_argument("--encoder", choices=sorted(ENCODERS), help="default: small on a CPU, base on a GPU")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--tokens-per-sample", type=int, default=128)
-    parser.add_argument("--masking-sequences", type=int, default=1000,
-                        help="sequences of 512 tokens in the masking-cost table (--quick: 200)")
+    parser.add_argument(
+        "--masking-sequences", type=int, default=1000, help="sequences of 512 tokens in the masking-cost table (--quick: 200)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
 
@@ -55,15 +59,23 @@ def main(argv=None):
         sys.exit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARMS)}")
     data = Path(args.data)
     if not (data / "dict.txt").exists():
-        sys.exit(f"--data {data}: no dict.txt (prepare one: python scripts/prepare_corpus.py --input CORPUS --out {data} --pos)")
+        sys.exit(
+            f"--data {data}: no dict.txt (prepare one: python scripts/prepare_corpus.py --input CORPUS --out {data} --pos)"
+        )
     if "pos" in arms and not (data / "pos" / "dict.txt").exists():
-        sys.exit(f"--data {data}: no POS side input for the pos arm (prepare the corpus with --pos, or leave pos out of --arms)")
+        sys.exit(
+            f"--data {data}: no POS side input for the pos arm (prepare the corpus with --pos, or leave pos out of --arms)"
+        )
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is visible")
     settings = BenchmarkSettings(
-        data=str(data), encoder=args.encoder or ("base" if device == "cuda" else "small"),
-        batch_size=args.batch_size, tokens_per_sample=args.tokens_per_sample, device=device, fp16=device == "cuda",
+        data=str(data),
+        encoder=args.encoder or ("base" if device == "cuda" else "small"),
+        batch_size=args.batch_size,
+        tokens_per_sample=args.tokens_per_sample,
+        device=device,
+        fp16=device == "cuda",
         **({"warmup": 2, "updates": 3, "repeats": 3} if args.quick else {}),
     )
 

@@ -22,8 +22,11 @@ from fairseq_maskplug.experiments.learning_curves import parse_arm, run_arm, sav
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="runs/quickstart/data", help="prepared data dir (default: the quickstart's)")
-    parser.add_argument("--arms", default="random,fully_explored",
-                        help=f"comma list of {', '.join(METHODS)}; NAME@B gives that arm batch size B")
+    parser.add_argument(
+        "--arms",
+        default="random,fully_explored",
+        help=f"comma list of {', '.join(METHODS)}; NAME@B gives that arm batch size B",
+    )
     parser.add_argument("--updates", type=int, default=TINY.updates)
     parser.add_argument("--validate-every", type=int, default=50)
     parser.add_argument("--model", default="tiny", choices=sorted(ENCODERS), help="encoder size (default tiny)")
@@ -33,8 +36,9 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/compare")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
-    config = dataclasses.replace(TINY, encoder=ENCODERS[args.model], batch_size=args.batch_size,
-                                 tokens_per_sample=args.tokens_per_sample)
+    config = dataclasses.replace(
+        TINY, encoder=ENCODERS[args.model], batch_size=args.batch_size, tokens_per_sample=args.tokens_per_sample
+    )
     arms = [a for a in args.arms.split(",") if a]
     try:
         for arm in arms:
@@ -53,8 +57,11 @@ def main(argv=None):
         print(f"==> {arm}", flush=True)
         results.append(run_arm(arm, args.data, out, config, args.updates, args.validate_every, args.seed))
         last = results[-1].points[-1]
-        print(f"    {last.updates} updates: valid loss {last.valid_loss:.4f} bits, "
-              f"{last.tokens_processed:,} tokens, {last.seconds:.1f} s", flush=True)
+        print(
+            f"    {last.updates} updates: valid loss {last.valid_loss:.4f} bits, "
+            f"{last.tokens_processed:,} tokens, {last.seconds:.1f} s",
+            flush=True,
+        )
     title = f"{args.model} RoBERTa, {args.batch_size} sequences x {args.tokens_per_sample} tokens, data {args.data}"
     save(results, out, title)
     print((out / "curves.md").read_text())

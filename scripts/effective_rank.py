@@ -39,8 +39,10 @@ def main(argv=None):
             if "mask_tokens" in layer:
                 angles = layer["principal_angles_deg"]
                 extra = f" | {layer['mask_tokens']['rank_90']:4d} | {sum(angles) / len(angles):5.1f}"
-            print(f"  {layer['layer']:5d}  {w['rank_90']:4d} {w['rank_99']:4d} {w['entropy_rank']:7.2f} | "
-                  f"{c['rank_90']:4d} {c['rank_99']:4d} {c['entropy_rank']:7.2f}{extra}")
+            print(
+                f"  {layer['layer']:5d}  {w['rank_90']:4d} {w['rank_99']:4d} {w['entropy_rank']:7.2f} | "
+                f"{c['rank_90']:4d} {c['rank_99']:4d} {c['entropy_rank']:7.2f}{extra}"
+            )
     with open(args.json, "w") as handle:
         json.dump(results, handle, indent=2)
 

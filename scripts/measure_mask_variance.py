@@ -34,10 +34,22 @@ def fresh_model(data, args):
     from fairseq import options
 
     parser = options.get_training_parser()
-    ns = options.parse_args_and_arch(parser, [
-        data, "--task", "masked_lm_plus", *ENCODERS[args.encoder].flags(), "--tokens-per-sample", str(args.tokens_per_sample),
-        "--max-positions", str(args.tokens_per_sample), "--seed", str(args.seed), "--cpu",
-    ])
+    ns = options.parse_args_and_arch(
+        parser,
+        [
+            data,
+            "--task",
+            "masked_lm_plus",
+            *ENCODERS[args.encoder].flags(),
+            "--tokens-per-sample",
+            str(args.tokens_per_sample),
+            "--max-positions",
+            str(args.tokens_per_sample),
+            "--seed",
+            str(args.seed),
+            "--cpu",
+        ],
+    )
     from fairseq import tasks
 
     torch.manual_seed(args.seed)
@@ -75,8 +87,9 @@ def main(argv=None):
     parser.add_argument("--hamming-curve", action="store_true", help="also the covariance vs Hamming distance curve")
     parser.add_argument("--pairs", type=int, default=16, help="mask pairs per overlap for the Hamming curve")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--tokens-per-sample", type=int, default=TINY.tokens_per_sample,
-                        help="block length without --checkpoint")
+    parser.add_argument(
+        "--tokens-per-sample", type=int, default=TINY.tokens_per_sample, help="block length without --checkpoint"
+    )
     parser.add_argument("--encoder", default="tiny", choices=sorted(ENCODERS), help="encoder size without --checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
@@ -123,12 +136,18 @@ def main(argv=None):
         json.dump(result, handle, indent=2)
     for e in estimates:
         print(f"{e.strategy:28s} relative_variance {e.relative_variance:.4f}  95% CI [{e.ci_low:.4f}, {e.ci_high:.4f}]")
-    for key, label in (("fully_explored_over_random_k", "fully_explored / random_k"), ("mapnet_over_random", "mapnet / random")):
+    for key, label in (
+        ("fully_explored_over_random_k", "fully_explored / random_k"),
+        ("mapnet_over_random", "mapnet / random"),
+    ):
         if key in result:
             r = result[key]
             print(f"{label}: {r['ratio']:.4f}  95% CI [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
     for point in result.get("hamming_curve", []):
-        print(f"overlap {point['overlap_fraction']:.2f}  H {point['mean_hamming']:6.2f}  cov/var {point['covariance_over_variance']:.4f}  cos {point['cosine']:.4f}")
+        print(
+            f"overlap {point['overlap_fraction']:.2f}  H {point['mean_hamming']:6.2f}  "
+            f"cov/var {point['covariance_over_variance']:.4f}  cos {point['cosine']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
 
     out = tmp_path_factory.mktemp(name) / "data"
-    prepare_corpus(PrepareOptions(
-        input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB, max_documents=BROWN_SLICE_DOCUMENTS, pos=pos,
-    ))
+    prepare_corpus(
+        PrepareOptions(
+            input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB, max_documents=BROWN_SLICE_DOCUMENTS, pos=pos
+        )
+    )
     return out
 
 

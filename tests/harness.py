@@ -51,18 +51,11 @@ def train_args(
     """
     total = total_updates or updates
     return [
-        str(data),
-        "--user-dir", USER_DIR,
-        "--task", task,
-        "--criterion", "masked_lm",
-        *dataclasses.replace(TINY, batch_size=batch_size).flags(total),
-        "--max-update", str(updates),
-        "--seed", str(seed),
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints",
-        "--validate-interval-updates", str(total),
-        "--log-format", "simple", "--log-interval", "5",
-        *extra,
-    ]
+        str(data), "--user-dir", USER_DIR, "--task", task, "--criterion", "masked_lm",
+        *dataclasses.replace(TINY, batch_size=batch_size).flags(total), "--max-update", str(updates),
+        "--seed", str(seed), "--save-dir", str(save_dir), "--no-epoch-checkpoints",
+        "--validate-interval-updates", str(total), "--log-format", "simple", "--log-interval", "5", *extra,
+    ]  # fmt: skip
 
 
 # Every method the cross-cutting tests (resume, data-parallel) run, as the
@@ -92,14 +85,19 @@ def train_in_process(args: Sequence[str]):
 def fairseq_train_command(args: Sequence[str], preamble: str = "") -> List[str]:
     """``fairseq-train ARGS`` as a Python command; ``preamble`` is Python run
     before fairseq is imported (to block a module or record state, say)."""
-    code = preamble + "\nimport sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
+    code = (
+        preamble
+        + "\nimport sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
+    )
     return [sys.executable, "-c", code, *args]
 
 
 def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = "") -> subprocess.CompletedProcess:
     """Run ``fairseq-train ARGS`` in a child process. Raises on failure with
     the child's output."""
-    result = subprocess.run(fairseq_train_command(args, preamble), env=CHILD_ENV, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        fairseq_train_command(args, preamble), env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode != 0:
         raise AssertionError(f"fairseq-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -123,8 +121,9 @@ def kill_at_update_preamble(update: int) -> str:
 
 def start_fairseq_train(args: Sequence[str], preamble: str = "") -> subprocess.Popen:
     """``fairseq-train ARGS`` started in a child process (output captured)."""
-    return subprocess.Popen(fairseq_train_command(args, preamble), env=CHILD_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        fairseq_train_command(args, preamble), env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def free_port() -> int:
@@ -140,18 +139,19 @@ def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int =
     procs = []
     for rank in range(world_size):
         rank_args = [
-            *args,
-            "--distributed-world-size", str(world_size),
-            "--distributed-backend", "gloo",
-            "--distributed-no-spawn",
-            "--distributed-init-method", f"tcp://127.0.0.1:{port}",
-            "--distributed-rank", str(rank),
-            "--ddp-backend", "legacy_ddp",
-        ]
-        procs.append(subprocess.Popen(
-            fairseq_train_command(rank_args, preamble),
-            env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))
+            *args, "--distributed-world-size", str(world_size), "--distributed-backend", "gloo",
+            "--distributed-no-spawn", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
+            "--distributed-rank", str(rank), "--ddp-backend", "legacy_ddp",
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                fairseq_train_command(rank_args, preamble),
+                env=CHILD_ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for proc in procs:
@@ -160,8 +160,11 @@ def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int =
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    failed = [f"rank {rank} failed ({proc.returncode}):\n{out[-4000:]}"
-              for rank, (proc, out) in enumerate(zip(procs, outputs)) if proc.returncode != 0]
+    failed = [
+        f"rank {rank} failed ({proc.returncode}):\n{out[-4000:]}"
+        for rank, (proc, out) in enumerate(zip(procs, outputs))
+        if proc.returncode != 0
+    ]
     if failed:
         raise AssertionError("\n\n".join(failed))
     return outputs

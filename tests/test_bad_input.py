@@ -12,9 +12,9 @@ from dataclasses import fields
 
 import pytest
 
+from fairseq_maskplug.corpus.prepare import PrepareOptions, binarize, prepare_corpus
 from fairseq_maskplug.criterions.mapnet_masked_lm import MapnetMaskedLMConfig
 from fairseq_maskplug.errors import CorpusError
-from fairseq_maskplug.corpus.prepare import PrepareOptions, binarize, prepare_corpus
 from fairseq_maskplug.experiments.configurations import method_flags
 from fairseq_maskplug.tasks.config import MaskedLMPlusConfig
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
@@ -36,11 +36,18 @@ OPTION_CATALOGUE = {
     "data": [(["--task", "masked_lm_plus"], r"no dict.txt in the data directory .*nowhere.*prepare_corpus.py")],
     "sample_break_mode": [
         (["--sample-break-mode", "sentence"], invalid_choice("sentence", "none", "complete", "complete_doc", "eos")),
-        (["--sample-break-mode", "eos"], r"--sample-break-mode eos fails in fairseq 0.12 under numpy 2.* use none, complete or complete_doc"),
+        (
+            ["--sample-break-mode", "eos"],
+            r"--sample-break-mode eos fails in fairseq 0.12 under numpy 2.* use none, complete or complete_doc",
+        ),
     ],
     "tokens_per_sample": [
         (["--tokens-per-sample", "1"], r"--tokens-per-sample must be at least 2 \(<s> and one token\), got 1"),
-        (["--tokens-per-sample", "128"], r"--tokens-per-sample 128 exceeds the model's --max-positions 64.*lower --tokens-per-sample or raise --max-positions"),
+        (
+            ["--tokens-per-sample", "128"],
+            r"--tokens-per-sample 128 exceeds the model's --max-positions 64"
+            r".*lower --tokens-per-sample or raise --max-positions",
+        ),
     ],
     "mask_prob": [
         (["--mask-prob", "0"], r"--mask-prob must lie in \(0, 1\), got 0.0"),
@@ -49,18 +56,25 @@ OPTION_CATALOGUE = {
     ],
     "leave_unmasked_prob": [
         (["--leave-unmasked-prob", "1.2"], r"--leave-unmasked-prob must lie in \[0, 1\], got 1.2"),
-        (["--leave-unmasked-prob", "0.6", "--random-token-prob", "0.5"],
-         r"--leave-unmasked-prob \+ --random-token-prob must be at most 1 .*got 0.6 \+ 0.5"),
+        (
+            ["--leave-unmasked-prob", "0.6", "--random-token-prob", "0.5"],
+            r"--leave-unmasked-prob \+ --random-token-prob must be at most 1 .*got 0.6 \+ 0.5",
+        ),
     ],
     "random_token_prob": [(["--random-token-prob", "-0.5"], r"--random-token-prob must lie in \[0, 1\], got -0.5")],
     "mask_multiple_length": [(["--mask-multiple-length", "3"], r"--mask-multiple-length / --mask-stdev .* not supported")],
     "mask_stdev": [(["--mask-stdev", "1.0"], r"--mask-multiple-length / --mask-stdev .* not supported")],
     "shorten_method": [
         (["--shorten-method", "cut"], invalid_choice("cut", "none", "truncate", "random_crop")),
-        ([*POS, "--shorten-method", "truncate"], r"--content-weighting pos cannot follow --shorten-method .*use --shorten-method none"),
+        (
+            [*POS, "--shorten-method", "truncate"],
+            r"--content-weighting pos cannot follow --shorten-method .*use --shorten-method none",
+        ),
     ],
     "seed": [(["--seed", "-1"], r"Seed must be between 0 and 2\*\*32 - 1")],  # numpy's, as fairseq-train seeds it
-    "include_target_tokens": [(["--include-target-tokens"], r"--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options")],
+    "include_target_tokens": [
+        (["--include-target-tokens"], r"--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options")
+    ],
     "d2v2_multi": [(["--d2v2-multi"], r"--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options")],
     "skip_masking": [(["--skip-masking"], r"--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options")],
     # masked_lm_plus's own options
@@ -73,24 +87,42 @@ OPTION_CATALOGUE = {
     "fe_segments": [
         ([*FE, "--fe-segments", "1"], r"--fe-segments must be at least 2, got 1"),
         ([*FE, "--fe-segments", "-3"], r"--fe-segments must be at least 2, got -3"),
-        ([*FE, "--fe-segments", "63"], r"--fe-segments 63 is larger than any sequence can hold: --tokens-per-sample 64 leaves at most 62"),
+        (
+            [*FE, "--fe-segments", "63"],
+            r"--fe-segments 63 is larger than any sequence can hold: --tokens-per-sample 64 leaves at most 62",
+        ),
         (["--fe-segments", "3"], r"--fe-segments needs --masking fully_explored"),
     ],
     "fe_partition": [([*FE, "--fe-partition", "blocks"], invalid_choice("blocks", "random", "contiguous"))],
     "fe_mask_size": [
         ([*FE, "--fe-mask-size", "half"], invalid_choice("half", "segment", "ratio")),
-        ([*FE, "--fe-mask-size", "ratio", "--fe-segments", "7"], r"--fe-mask-size ratio needs --fe-segments × --mask-prob ≤ 1 .*7 × 0.15 = 1.05"),
+        (
+            [*FE, "--fe-mask-size", "ratio", "--fe-segments", "7"],
+            r"--fe-mask-size ratio needs --fe-segments × --mask-prob ≤ 1 .*7 × 0.15 = 1.05",
+        ),
     ],
     "mask_schedule": [
         (["--mask-schedule", "exponential"], invalid_choice("exponential", "constant", "linear", "cosine", "lin_warm_decay")),
         ([*FE, "--mask-schedule", "linear"], r"--mask-schedule linear needs --masking random"),
     ],
-    "mask_schedule_start": [(["--mask-schedule", "linear", "--mask-schedule-start", "1.2"], r"--mask-schedule-start must lie in \[0, 1\), got 1.2")],
-    "mask_schedule_end": [(["--mask-schedule", "linear", "--mask-schedule-end", "-0.1"], r"--mask-schedule-end must lie in \[0, 1\), got -0.1")],
-    "mask_schedule_updates": [(["--mask-schedule", "linear", "--mask-schedule-updates", "-5"], r"--mask-schedule-updates must be >= 0 \(0 = --max-update\), got -5")],
+    "mask_schedule_start": [
+        (["--mask-schedule", "linear", "--mask-schedule-start", "1.2"], r"--mask-schedule-start must lie in \[0, 1\), got 1.2")
+    ],
+    "mask_schedule_end": [
+        (["--mask-schedule", "linear", "--mask-schedule-end", "-0.1"], r"--mask-schedule-end must lie in \[0, 1\), got -0.1")
+    ],
+    "mask_schedule_updates": [
+        (
+            ["--mask-schedule", "linear", "--mask-schedule-updates", "-5"],
+            r"--mask-schedule-updates must be >= 0 \(0 = --max-update\), got -5",
+        )
+    ],
     "mask_schedule_warmup": [
         (["--mask-schedule", "lin_warm_decay"], r"lin_warm_decay needs 0 < --mask-schedule-warmup < 20, got 0"),
-        (["--mask-schedule", "lin_warm_decay", "--mask-schedule-warmup", "20"], r"lin_warm_decay needs 0 < --mask-schedule-warmup < 20, got 20"),
+        (
+            ["--mask-schedule", "lin_warm_decay", "--mask-schedule-warmup", "20"],
+            r"lin_warm_decay needs 0 < --mask-schedule-warmup < 20, got 20",
+        ),
     ],
     "content_weighting": [
         (["--content-weighting", "tfidf"], invalid_choice("tfidf", "none", "pos")),
@@ -102,14 +134,22 @@ OPTION_CATALOGUE = {
     # mapnet_masked_lm
     "mapnet_layers": [([*MAPNET, "--mapnet-layers", "0"], r"--mapnet-layers must be at least 1, got 0")],
     "mapnet_embed_dim": [
-        ([*MAPNET, "--mapnet-embed-dim", "128"], r"--mapnet-embed-dim 128 is wider than the model \(64\) whose embeddings it reads.*--mapnet-own-embeddings"),
+        (
+            [*MAPNET, "--mapnet-embed-dim", "128"],
+            r"--mapnet-embed-dim 128 is wider than the model \(64\) whose embeddings it reads.*--mapnet-own-embeddings",
+        ),
         ([*MAPNET, "--mapnet-embed-dim", "-8"], r"--mapnet-embed-dim must be >= 0 \(0 = half the model's width\), got -8"),
     ],
     "mapnet_heads": [
         ([*MAPNET, "--mapnet-heads", "3"], r"--mapnet-embed-dim 32 must be divisible by --mapnet-heads 3"),
         ([*MAPNET, "--mapnet-heads", "-1"], r"--mapnet-heads must be >= 0 \(0 = width / 32\), got -1"),
     ],
-    "mapnet_weights": [([*MAPNET, "--mapnet-weights", "unbiased"], invalid_choice("unbiased", "exact_ordered", "product_clipped", "per_token"))],
+    "mapnet_weights": [
+        (
+            [*MAPNET, "--mapnet-weights", "unbiased"],
+            invalid_choice("unbiased", "exact_ordered", "product_clipped", "per_token"),
+        )
+    ],
     "mapnet_clip": [
         ([*MAPNET, "--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
         ([*MAPNET, "--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),
@@ -120,10 +160,15 @@ OPTION_CATALOGUE = {
         ([*MAPNET, "--mapnet-baseline-m", "0"], r"--mapnet-baseline-m must lie in \(0, 1\], got 0.0"),
         ([*MAPNET, "--mapnet-baseline-m", "2"], r"--mapnet-baseline-m must lie in \(0, 1\], got 2.0"),
     ],
-    "mapnet_explore_prob": [([*MAPNET, "--mapnet-explore-prob", "1.5"], r"--mapnet-explore-prob must lie in \[0, 1\], got 1.5")],
+    "mapnet_explore_prob": [
+        ([*MAPNET, "--mapnet-explore-prob", "1.5"], r"--mapnet-explore-prob must lie in \[0, 1\], got 1.5")
+    ],
     "mapnet_warmup_updates": [([*MAPNET, "--mapnet-warmup-updates", "-1"], r"--mapnet-warmup-updates must be >= 0, got -1")],
     "criterion": [
-        ([*MAPNET, "--task", "masked_lm"], r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset"),
+        (
+            [*MAPNET, "--task", "masked_lm"],
+            r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset",
+        ),
         ([*MAPNET, *FE], r"mapnet_masked_lm draws its own masks: use --masking random and --content-weighting none"),
     ],
     # mae_lm
@@ -131,11 +176,15 @@ OPTION_CATALOGUE = {
     "decoder_layers": [([*MAE, "--decoder-layers", "0"], r"--decoder-layers must be at least 1, got 0")],
     "decoder_embed_dim": [
         ([*MAE, "--decoder-embed-dim", "0"], r"--decoder-embed-dim must be at least 1, got 0"),
-        ([*MAE, "--decoder-embed-dim", "128", "--no-decoder-projection"],
-         r"--decoder-embed-dim 128 differs from --encoder-embed-dim 64 but --no-decoder-projection"),
+        (
+            [*MAE, "--decoder-embed-dim", "128", "--no-decoder-projection"],
+            r"--decoder-embed-dim 128 differs from --encoder-embed-dim 64 but --no-decoder-projection",
+        ),
     ],
     "decoder_ffn_embed_dim": [([*MAE, "--decoder-ffn-embed-dim", "0"], r"--decoder-ffn-embed-dim must be at least 1, got 0")],
-    "decoder_attention_heads": [([*MAE, "--decoder-attention-heads", "3"], r"--decoder-embed-dim 64 must be divisible by --decoder-attention-heads 3")],
+    "decoder_attention_heads": [
+        ([*MAE, "--decoder-attention-heads", "3"], r"--decoder-embed-dim 64 must be divisible by --decoder-attention-heads 3")
+    ],
     "decoder_dropout": [([*MAE, "--decoder-dropout", "1"], r"--decoder-dropout must lie in \[0, 1\), got 1.0")],
 }
 
@@ -150,8 +199,14 @@ NO_INVALID_VALUE = {
     "no_decoder_projection": "a flag; the width mismatch it can cause is under decoder_embed_dim",
 }
 MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader"}  # other groups' options, read by the task
-MAE_OPTIONS = {"decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
-               "decoder_dropout", "no_decoder_projection"}
+MAE_OPTIONS = {
+    "decoder_layers",
+    "decoder_embed_dim",
+    "decoder_ffn_embed_dim",
+    "decoder_attention_heads",
+    "decoder_dropout",
+    "no_decoder_projection",
+}
 
 OPTION_CASES = [(option, flags, message) for option, cases in OPTION_CATALOGUE.items() for flags, message in cases]
 
@@ -186,6 +241,7 @@ def test_invalid_option_fails_before_the_first_update(brown_data, tmp_path, caps
 
 
 # ------------------------------------------------------------------- data
+
 
 def copy_of(data, tmp_path):
     copy = tmp_path / "data"
@@ -264,21 +320,45 @@ def pos_of_another_split(data, tmp_path):
 
 # name -> (POS data?, make data, flags, message regex)
 DATA_CATALOGUE = {
-    "dictionary lacks symbols the data uses": (False, dict_without_last_symbols, [],
-        r"split '(train|valid)' .* holds token id \d+ .*outside the dictionary's ids 0\.\.303"),
-    "dictionary lists fairseq's specials": (False, dict_listing_the_specials, [],
-        r"dict.txt lists the special symbol '<s>', which fairseq adds itself .*remove the lines of <s>, <pad>, </s>, <unk>"),
+    "dictionary lacks symbols the data uses": (
+        False,
+        dict_without_last_symbols,
+        [],
+        r"split '(train|valid)' .* holds token id \d+ .*outside the dictionary's ids 0\.\.303",
+    ),
+    "dictionary lists fairseq's specials": (
+        False,
+        dict_listing_the_specials,
+        [],
+        r"dict.txt lists the special symbol '<s>', which fairseq adds itself .*remove the lines of <s>, <pad>, </s>, <unk>",
+    ),
     "empty dictionary": (False, empty_dict, [], r"dict.txt holds no symbols: binarise the data with a dictionary"),
-    "truncated .bin": (False, truncated_bin, [],
-        r"train.bin holds \d+ bytes but its index train.idx needs \d+: the file is truncated or belongs to another index"),
+    "truncated .bin": (
+        False,
+        truncated_bin,
+        [],
+        r"train.bin holds \d+ bytes but its index train.idx needs \d+: the file is truncated or belongs to another index",
+    ),
     "empty split": (False, empty_train_split, [], r"split 'train' of .* holds no tokens"),
     "missing split": (False, missing_valid_split, [], r"Dataset not found: valid"),
-    "shards with different dictionaries": (False, shards_with_different_dictionaries, [],
-        r"task.data: .*other/dict.txt differs from .*data/dict.txt: every shard must be binarised with one dictionary"),
-    "whole words without word starts": (False, word_level_dictionary, ["--mask-whole-words"],
-        r"--mask-whole-words needs word-start information.*prepare_corpus.py"),
-    "POS input of another split": (True, pos_of_another_split, POS,
-        r"POS side input .* does not line up with the tokens of split 'train'.*--pos"),
+    "shards with different dictionaries": (
+        False,
+        shards_with_different_dictionaries,
+        [],
+        r"task.data: .*other/dict.txt differs from .*data/dict.txt: every shard must be binarised with one dictionary",
+    ),
+    "whole words without word starts": (
+        False,
+        word_level_dictionary,
+        ["--mask-whole-words"],
+        r"--mask-whole-words needs word-start information.*prepare_corpus.py",
+    ),
+    "POS input of another split": (
+        True,
+        pos_of_another_split,
+        POS,
+        r"POS side input .* does not line up with the tokens of split 'train'.*--pos",
+    ),
 }
 
 
@@ -302,13 +382,20 @@ def test_sequences_shorter_than_the_segment_count_train_as_documented(tmp_path, 
     for split in ("train", "valid", "test"):
         (pieces / split).write_text(text)
     binarize(str(pieces), str(tmp_path / "data"), workers=1)
-    train_in_process(train_args(tmp_path / "data", tmp_path / "ckpt", updates=2, extra=[
-        *FE, "--fe-segments", "7", "--sample-break-mode", "complete"]))
+    train_in_process(
+        train_args(
+            tmp_path / "data",
+            tmp_path / "ckpt",
+            updates=2,
+            extra=[*FE, "--fe-segments", "7", "--sample-break-mode", "complete"],
+        )
+    )
     assert "40 of 80 train blocks have fewer than 7 maskable tokens (--fe-segments)" in caplog.text
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
 # ------------------------------------------------------ corpus preparation
+
 
 def _write(path, data: bytes):
     path.write_bytes(data)

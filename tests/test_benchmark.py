@@ -26,10 +26,27 @@ def test_mae_lm_without_decoder_and_with_every_token_visible_costs_what_roberta_
 def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--data", str(brown_pos_data), "--quick",
-         "--encoder", "tiny", "--tokens-per-sample", "64", "--arms", "fully_explored,mae_lm", "--json", str(out),
-         "--masking-sequences", "64"],
-        env=CHILD_ENV, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "benchmark.py"),
+            "--data",
+            str(brown_pos_data),
+            "--quick",
+            "--encoder",
+            "tiny",
+            "--tokens-per-sample",
+            "64",
+            "--arms",
+            "fully_explored,mae_lm",
+            "--json",
+            str(out),
+            "--masking-sequences",
+            "64",
+        ],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -47,6 +64,10 @@ def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
 
 
 def test_benchmark_script_refuses_unknown_arms(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--arms", "spans"],
-                            env=CHILD_ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--arms", "spans"],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "--arms: unknown spans; valid: stock, random" in result.stderr

@@ -36,8 +36,19 @@ from harness import (
 B = 4
 UPDATES = 3
 TOLERANCE = 1e-5  # measured here: at most 1.2e-7 (model), 1e-8 (proposal network)
-FLAGS = ["--dropout", "0", "--attention-dropout", "0", "--train-subset", "dp", "--disable-validation", "--log-interval", "1",
-         "--required-batch-size-multiple", "1"]  # fairseq drops sequences when --batch-size is below the multiple
+FLAGS = [
+    "--dropout",
+    "0",
+    "--attention-dropout",
+    "0",
+    "--train-subset",
+    "dp",
+    "--disable-validation",
+    "--log-interval",
+    "1",
+    "--required-batch-size-multiple",
+    "1",
+]  # fairseq drops sequences when --batch-size is below the multiple
 
 
 def write_split(source_prefix, out_prefix, dictionary, tokens: int):
@@ -83,7 +94,10 @@ def test_two_ranks_of_batch_b_match_one_rank_of_batch_2b(method, two_batch_data,
         assert logged_values(output, "bsz") == [float(2 * B * copies)] * UPDATES  # one epoch per update
     losses = logged_values(single_output, "loss")
     assert logged_values(ranks[0], "loss") == losses
-    one, two = checkpoint_state(tmp_path / "single" / "checkpoint_last.pt"), checkpoint_state(tmp_path / "ranks" / "checkpoint_last.pt")
+    one, two = (
+        checkpoint_state(tmp_path / "single" / "checkpoint_last.pt"),
+        checkpoint_state(tmp_path / "ranks" / "checkpoint_last.pt"),
+    )
     difference = max_param_difference(one["model"], two["model"])
     print(f"{method}: largest parameter difference {difference:.3g}")  # shown with pytest -s
     assert difference <= TOLERANCE

@@ -6,15 +6,11 @@ import math
 
 import pytest
 import torch
-
-from fairseq_maskplug.masking import FullyExploredOptions, FullyExploredUnits
-from harness import (
-    logged_values,
-    train_args,
-    train_subprocess,
-)
 from test_masking import PAD, draws_for, make_batch, make_masker, word_start_table
 from test_task_masking import batches
+
+from fairseq_maskplug.masking import FullyExploredOptions, FullyExploredUnits
+from harness import logged_values, train_args, train_subprocess
 
 
 def fully_explored_masks(masker, tokens, draws, options):
@@ -136,12 +132,14 @@ def test_dataset_form_masks_like_the_task(brown_data):
     from fairseq_maskplug.data.fully_explored_dataset import FullyExploredMaskingDataset
     from fairseq_maskplug.tasks.masked_lm_plus import FullyExploredMaskedLMConfig, FullyExploredMaskedLMTask
 
-    task = FullyExploredMaskedLMTask.setup_task(FullyExploredMaskedLMConfig(
-        data=str(brown_data), tokens_per_sample=64, seed=3, fe_segments=4, mask_whole_words=True,
-    ))
+    task = FullyExploredMaskedLMTask.setup_task(
+        FullyExploredMaskedLMConfig(data=str(brown_data), tokens_per_sample=64, seed=3, fe_segments=4, mask_whole_words=True)
+    )
     task.load_dataset("train")
     blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset
-    dataset = FullyExploredMaskingDataset(blocks, task.dictionary, task.mask_idx, task.train_strategy.options, seed=3, whole_words=True)
+    dataset = FullyExploredMaskingDataset(
+        blocks, task.dictionary, task.mask_idx, task.train_strategy.options, seed=3, whole_words=True
+    )
     dataset.set_epoch(5)
     sample = next(batches(task, batch_size=8))
     from_task = task.mask_sample(sample, task.training_masks(sample, 5))
@@ -156,9 +154,9 @@ def fe_args(data, save_dir, **kwargs):
     return train_args(data, save_dir, task="fully_explored_masked_lm", **kwargs)
 
 
-
-
 def test_fully_explored_trains_under_memory_efficient_fp16(brown_data, tmp_path):
-    result = train_subprocess(fe_args(brown_data, tmp_path / "fp16", updates=6, batch_size=4, extra=["--memory-efficient-fp16"]))
+    result = train_subprocess(
+        fe_args(brown_data, tmp_path / "fp16", updates=6, batch_size=4, extra=["--memory-efficient-fp16"])
+    )
     losses = logged_values(result.stdout + result.stderr, "loss")
     assert losses and all(math.isfinite(x) for x in losses)

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import torch
+from test_fully_explored import fully_explored_masks
+from test_masking import draws_for, make_batch, make_masker, uniform
 
 from fairseq_maskplug.diagnostics.gradient_variance import estimate, ratio_estimate, relative_variance_from_gram
 from fairseq_maskplug.masking import FullyExploredOptions
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
-from test_fully_explored import fully_explored_masks
-from test_masking import draws_for, make_batch, make_masker, uniform
 
 
 def test_gram_formula_matches_the_direct_statistic_and_counts_mean_repeats():
@@ -76,11 +76,15 @@ def test_measure_mask_variance_script(brown_data, tmp_path):
     (nearly additive) fully-explored has lower variance than random_k."""
     save = tmp_path / "fe"
     train_in_process(train_args(brown_data, save, task="fully_explored_masked_lm", updates=60, batch_size=8))
-    script = [sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
-              "--draws", "8", "--segments", "4", "--batch-size", "6", "--hamming-curve", "--pairs", "3"]
+    script = [
+        sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
+        "--draws", "8", "--segments", "4", "--batch-size", "6", "--hamming-curve", "--pairs", "3",
+    ]  # fmt: skip
     for name, extra in (("init", []), ("trained", ["--checkpoint", str(save / "checkpoint_last.pt")])):
         out = tmp_path / f"{name}.json"
-        result = subprocess.run(script + ["--json", str(out)] + extra, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            script + ["--json", str(out)] + extra, env=CHILD_ENV, capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads(out.read_text())
         names = [s["strategy"] for s in report["strategies"]]

@@ -28,7 +28,9 @@ UPDATES, SAVE_EVERY, KILL_AT = 12, 4, 10  # killed after update 10: updates 9 an
 
 
 def method_args(method, data, save_dir):
-    return train_args(data, save_dir, updates=UPDATES, extra=[*METHOD_FLAGS[method], "--save-interval-updates", str(SAVE_EVERY)])
+    return train_args(
+        data, save_dir, updates=UPDATES, extra=[*METHOD_FLAGS[method], "--save-interval-updates", str(SAVE_EVERY)]
+    )
 
 
 def assert_identical(a, b, where: str):
@@ -111,14 +113,23 @@ MISMATCHES = [
     ("default", {"extra": ["--mask-whole-words"]}, r"--mask-whole-words: False in the checkpoint, True now"),
     ("default", {"extra": ["--leave-unmasked-prob", "0"]}, r"--leave-unmasked-prob: 0\.1 in the checkpoint, 0\.0 now"),
     ("default", {"extra": ["--mask-schedule", "linear"]}, r"--mask-schedule: constant in the checkpoint, linear now"),
-    ("default", {"extra": ["--criterion", "mapnet_masked_lm"]},
-     r"--criterion: masked_lm in the checkpoint, mapnet_masked_lm now\nResuming"),
+    (
+        "default",
+        {"extra": ["--criterion", "mapnet_masked_lm"]},
+        r"--criterion: masked_lm in the checkpoint, mapnet_masked_lm now\nResuming",
+    ),
     ("default", {"seed": 2}, r"--seed: 1 in the checkpoint, 2 now"),
     ("default", {"extra": ["--tokens-per-sample", "32"]}, r"--tokens-per-sample: 64 in the checkpoint, 32 now"),
-    ("cosine", {"extra": ["--mask-schedule", "cosine"]},  # T defaults to --max-update: 2, now 4
-     r"--mask-schedule-updates: 2 in the checkpoint, 4 now"),
-    ("mapnet", {"extra": ["--criterion", "mapnet_masked_lm", "--mapnet-lambda", "0.1"]},
-     r"--mapnet-lambda: 0\.5 in the checkpoint, 0\.1 now"),
+    (
+        "cosine",
+        {"extra": ["--mask-schedule", "cosine"]},  # T defaults to --max-update: 2, now 4
+        r"--mask-schedule-updates: 2 in the checkpoint, 4 now",
+    ),
+    (
+        "mapnet",
+        {"extra": ["--criterion", "mapnet_masked_lm", "--mapnet-lambda", "0.1"]},
+        r"--mapnet-lambda: 0\.5 in the checkpoint, 0\.1 now",
+    ),
     ("stock", {}, r"--task: masked_lm in the checkpoint, masked_lm_plus \(or a preset\) now"),
 ]
 
@@ -139,8 +150,9 @@ def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data,
 def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data, tmp_path, caplog):
     save_dir = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "default", save_dir)
-    train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4,
-                                extra=["--mask-prob", "0.2", "--reset-dataloader"]))
+    train_in_process(
+        train_args(brown_data, save_dir, updates=4, total_updates=4, extra=["--mask-prob", "0.2", "--reset-dataloader"])
+    )
     assert "--mask-prob: 0.15 in the checkpoint, 0.2 now" in caplog.text
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 

@@ -13,8 +13,9 @@ def test_compare_methods_script(brown_data, tmp_path):
     out = tmp_path / "cmp"
     command = [
         sys.executable, str(REPO_ROOT / "scripts" / "compare_methods.py"), "--data", str(brown_data),
-        "--arms", "stock,random,fully_explored@2,mae_lm", "--updates", "10", "--validate-every", "5", "--out", str(out),
-    ]
+        "--arms", "stock,random,fully_explored@2,mae_lm", "--updates", "10", "--validate-every", "5",
+        "--out", str(out),
+    ]  # fmt: skip
     result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     arms = json.loads((out / "curves.json").read_text())

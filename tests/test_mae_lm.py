@@ -1,5 +1,6 @@
 """MAE-LM: the encoder never sees <mask>, positions and padding are right, it is
-a RoBERTa encoder, it trains under fp16 (resume and data-parallel: test_interrupted_training, test_data_parallel), exports to stock fairseq and
+a RoBERTa encoder, it trains under fp16 (resume and data-parallel:
+test_interrupted_training, test_data_parallel), exports to stock fairseq and
 fine-tunes there."""
 
 import json
@@ -9,19 +10,11 @@ from argparse import Namespace
 
 import pytest
 import torch
-
-from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
-from harness import (
-    CHILD_ENV,
-    REPO_ROOT,
-    logged_values,
-    train_args,
-    train_in_process,
-    train_subprocess,
-)
 from test_task_masking import batches
 
 from fairseq_maskplug.experiments.configurations import TINY, method_flags
+from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
+from harness import CHILD_ENV, REPO_ROOT, logged_values, train_args, train_in_process, train_subprocess
 
 TINY_MAE = method_flags("mae_lm")
 
@@ -39,9 +32,16 @@ def build_models(task):
     from fairseq_maskplug.models.mae_lm import MaeLMModel
 
     size = TINY.encoder
-    sizes = dict(encoder_layers=size.layers, encoder_embed_dim=size.dim, encoder_ffn_embed_dim=size.ffn,
-                 encoder_attention_heads=size.heads, max_positions=TINY.tokens_per_sample,
-                 decoder_layers=size.decoder_layers, dropout=0.0, attention_dropout=0.0)
+    sizes = dict(
+        encoder_layers=size.layers,
+        encoder_embed_dim=size.dim,
+        encoder_ffn_embed_dim=size.ffn,
+        encoder_attention_heads=size.heads,
+        max_positions=TINY.tokens_per_sample,
+        decoder_layers=size.decoder_layers,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(0)
     mae = MaeLMModel.build_model(Namespace(**sizes), task)
     roberta = RobertaModel.build_model(Namespace(**sizes), task)
@@ -143,13 +143,14 @@ def sentence_prediction_data(data, out):
     from fairseq_maskplug.corpus.prepare import binarize
 
     processor = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
-    lines = [l for l in (data / "raw" / "train.txt").read_text().splitlines() if l.strip()][:240]
+    lines = [line for line in (data / "raw" / "train.txt").read_text().splitlines() if line.strip()][:240]
     pieces_dir, labels_dir = out / "pieces", out / "labels"
     pieces_dir.mkdir(parents=True)
     labels_dir.mkdir()
     for split, chunk in (("train", lines[:160]), ("valid", lines[160:200]), ("test", lines[200:])):
-        (pieces_dir / split).write_text("\n".join(" ".join(processor.encode(l, out_type=str)) for l in chunk) + "\n")
-        (labels_dir / split).write_text("\n".join("long" if len(l.split()) > 18 else "short" for l in chunk) + "\n")
+        pieces = [" ".join(processor.encode(line, out_type=str)) for line in chunk]
+        (pieces_dir / split).write_text("\n".join(pieces) + "\n")
+        (labels_dir / split).write_text("\n".join("long" if len(line.split()) > 18 else "short" for line in chunk) + "\n")
     binarize(str(pieces_dir), str(out / "input0"), workers=1, srcdict=str(data / "dict.txt"))
     binarize(str(labels_dir), str(out / "label"), workers=1)
     return out
@@ -187,10 +188,10 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
         str(task_data), "--task", "sentence_prediction", "--num-classes", "2", "--criterion", "sentence_prediction",
         "--restore-file", str(export / "model.pt"), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
         *TINY.encoder.flags(), "--arch", "roberta", "--max-positions", str(TINY.tokens_per_sample),
-        "--init-token", "0", "--separator-token", "2",
-        "--shorten-method", "truncate", "--optimizer", "adam", "--lr", "1e-4", "--max-update", "5", "--batch-size", "8",
-        "--cpu", "--num-workers", "0", "--no-save", "--log-format", "simple", "--log-interval", "1",
-    ]
+        "--init-token", "0", "--separator-token", "2", "--shorten-method", "truncate", "--optimizer", "adam",
+        "--lr", "1e-4", "--max-update", "5", "--batch-size", "8", "--cpu", "--num-workers", "0", "--no-save",
+        "--log-format", "simple", "--log-interval", "1",
+    ]  # fmt: skip
     code = "import sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
     run = subprocess.run([sys.executable, "-c", code, *finetune], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -202,9 +203,11 @@ def test_effective_rank_script(brown_data, tmp_path):
     train_in_process(mae_args(brown_data, tmp_path / "mae", updates=10))
     train_in_process(train_args(brown_data, tmp_path / "roberta", updates=10))
     out = tmp_path / "rank.json"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "effective_rank.py"), "--data", str(brown_data),
-               "--checkpoint", str(tmp_path / "roberta" / "checkpoint_last.pt"),
-               "--checkpoint", str(tmp_path / "mae" / "checkpoint_last.pt"), "--json", str(out), "--max-tokens", "2000"]
+    command = [
+        sys.executable, str(REPO_ROOT / "scripts" / "effective_rank.py"), "--data", str(brown_data),
+        "--checkpoint", str(tmp_path / "roberta" / "checkpoint_last.pt"),
+        "--checkpoint", str(tmp_path / "mae" / "checkpoint_last.pt"), "--json", str(out), "--max-tokens", "2000",
+    ]  # fmt: skip
     result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -220,8 +223,15 @@ def test_effective_rank_script(brown_data, tmp_path):
 def test_export_refuses_a_roberta_checkpoint(brown_data, tmp_path):
     train_in_process(train_args(brown_data, tmp_path / "roberta", updates=2))
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "export_roberta.py"), str(tmp_path / "roberta" / "checkpoint_last.pt"),
-         str(tmp_path / "out")], env=CHILD_ENV, capture_output=True, text=True,
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "export_roberta.py"),
+            str(tmp_path / "roberta" / "checkpoint_last.pt"),
+            str(tmp_path / "out"),
+        ],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "is not an MAE-LM checkpoint (model 'roberta'" in result.stderr
     assert not (tmp_path / "out").exists()

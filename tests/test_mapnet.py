@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from test_masking import BOS, EOS, PAD, make_masker
 
 from fairseq_maskplug.masking import MaskDraws, ProposalUnits, RatioSchedule
 from fairseq_maskplug.masking.importance import log_weights
@@ -24,7 +25,6 @@ from harness import (
     train_in_process,
     train_subprocess,
 )
-from test_masking import BOS, EOS, PAD, make_masker
 
 PROPOSAL = torch.tensor([0.5, 0.2, 0.1, 0.1, 0.1], dtype=torch.float64)  # over 5 units
 VALUES = torch.tensor([2.0, 1.0, 3.0, 1.0, 0.5], dtype=torch.float64)  # f(M) = sum of VALUES over M
@@ -125,7 +125,9 @@ def test_proposal_network_learns(brown_data, tmp_path):
     """Its parameters are in the checkpoint's criterion state (not the
     model's), receive gradients and change between updates 5 and 10."""
     save = tmp_path / "mapnet"
-    train_in_process(mapnet_args(brown_data, save, updates=10, extra=["--save-interval-updates", "5", "--keep-interval-updates", "-1"]))
+    train_in_process(
+        mapnet_args(brown_data, save, updates=10, extra=["--save-interval-updates", "5", "--keep-interval-updates", "-1"])
+    )
     at5, at10 = criterion_params(save / "checkpoint_1_5.pt"), criterion_params(save / "checkpoint_1_10.pt")
     assert at5.keys() == at10.keys() and any(k.startswith("proposal.layers") for k in at5)
     changed = [k for k in at5 if not torch.equal(at5[k], at10[k])]
@@ -133,15 +135,20 @@ def test_proposal_network_learns(brown_data, tmp_path):
     assert not any(k.startswith("proposal") for k in checkpoint_state(save / "checkpoint_1_10.pt")["model"])
     # the variance measurement's mapnet strategy reads the trained proposal back
     out = tmp_path / "variance.json"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
-               "--checkpoint", str(save / "checkpoint_1_10.pt"), "--strategies", "random,mapnet", "--draws", "4",
-               "--batch-size", "4", "--json", str(out)]
+    command = [
+        sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
+        "--checkpoint", str(save / "checkpoint_1_10.pt"), "--strategies", "random,mapnet", "--draws", "4",
+        "--batch-size", "4", "--json", str(out),
+    ]  # fmt: skip
     result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [s["strategy"] for s in report["strategies"]] == ["random", "mapnet"]
-    assert report["mapnet_over_random"]["ci_low"] <= report["mapnet_over_random"]["ratio"] <= report["mapnet_over_random"]["ci_high"]
-
+    assert (
+        report["mapnet_over_random"]["ci_low"]
+        <= report["mapnet_over_random"]["ratio"]
+        <= report["mapnet_over_random"]["ci_high"]
+    )
 
 
 def dump_criterion_preamble(out_dir) -> str:
@@ -161,8 +168,9 @@ def dump_criterion_preamble(out_dir) -> str:
 
 def test_proposal_parameters_agree_across_two_gloo_ranks(brown_data, tmp_path):
     flags = ["--mapnet-explore-prob", "0.3", "--mapnet-own-embeddings"]
-    outputs = train_data_parallel(mapnet_args(brown_data, tmp_path / "ddp", updates=10, extra=flags),
-                                  preamble=dump_criterion_preamble(tmp_path))
+    outputs = train_data_parallel(
+        mapnet_args(brown_data, tmp_path / "ddp", updates=10, extra=flags), preamble=dump_criterion_preamble(tmp_path)
+    )
     assert logged_values(outputs[0], "num_updates")[-1] == 10
     rank0, rank1 = torch.load(tmp_path / "criterion0.pt"), torch.load(tmp_path / "criterion1.pt")
     assert max_param_difference(rank0, rank1) == 0.0

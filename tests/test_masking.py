@@ -33,11 +33,11 @@ def draws_for(tokens, seed=0, update=0, ids=None, device="cpu"):
     return MaskDraws.for_sequences("train", seed, update, ids, tokens.size(1), device)
 
 
-def make_masker(rule=CorruptionRule(), word_starts=None):
+def make_masker(rule=None, word_starts=None):
     weights = torch.ones(VOCAB, dtype=torch.float64)
     weights[:4] = 0
     weights[MASK] = 0
-    return Masker(MASK, PAD, (BOS, EOS, PAD, MASK), rule, weights, word_starts)
+    return Masker(MASK, PAD, (BOS, EOS, PAD, MASK), rule or CorruptionRule(), weights, word_starts)
 
 
 def uniform(masker, tokens, ratio, draws):
@@ -89,10 +89,9 @@ def test_count_is_stochastic_rounding_of_ratio():
     tokens = make_batch(rows=8)
     masker = make_masker()
     maskable = ((tokens != BOS) & (tokens != EOS) & (tokens != PAD)).sum(1).double()
-    counts = torch.stack([
-        uniform(masker, tokens, 0.15, draws_for(tokens, 3, update)).predicted.sum(1).double()
-        for update in range(2000)
-    ])
+    counts = torch.stack(
+        [uniform(masker, tokens, 0.15, draws_for(tokens, 3, update)).predicted.sum(1).double() for update in range(2000)]
+    )
     expected = 0.15 * maskable
     assert ((counts == expected.floor()) | (counts == expected.ceil())).all()
     frac = expected - expected.floor()
@@ -169,7 +168,7 @@ def test_a_sequences_mask_does_not_depend_on_its_batch_or_padding():
     padded = torch.nn.functional.pad(tokens, (0, 40), value=PAD)
     wide = uniform(masker, padded, 0.15, draws_for(padded, 3, 9))
     for row in (0, 5, 15):
-        alone_tokens = tokens[row:row + 1]
+        alone_tokens = tokens[row : row + 1]
         alone = uniform(masker, alone_tokens, 0.15, draws_for(alone_tokens, 3, 9, ids=[row]))
         assert torch.equal(alone.src_tokens[0], batch.src_tokens[row])
         assert torch.equal(wide.src_tokens[row, :40], batch.src_tokens[row])

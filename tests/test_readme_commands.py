@@ -19,7 +19,8 @@ TINY_FLAGS = (
 )
 TINY_HYDRA = (
     f"+model.encoder_layers={SIZE.layers} +model.encoder_embed_dim={SIZE.dim} +model.encoder_ffn_embed_dim={SIZE.ffn} "
-    f"+model.encoder_attention_heads={SIZE.heads} model.max_positions={TOKENS_PER_SAMPLE} task.tokens_per_sample={TOKENS_PER_SAMPLE} "
+    f"+model.encoder_attention_heads={SIZE.heads} model.max_positions={TOKENS_PER_SAMPLE} "
+    f"task.tokens_per_sample={TOKENS_PER_SAMPLE} "
     "task.sample_break_mode=none common.fp16=false common.cpu=true common.log_format=simple common.log_interval=1 "
     "optimization.max_update=5 optimization.update_freq=[1] lr_scheduler.warmup_updates=1 dataset.num_workers=0"
 )
@@ -58,10 +59,13 @@ def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, met
     data = brown_pos_data if method in POS_METHODS else brown_data
     command = readme_command(README_TRAIN_EXAMPLES[method])
     flags = METHODS[method]
-    option_pairs = [" ".join(flags[i:i + 2]) if i + 1 < len(flags) and not flags[i + 1].startswith("--") else flags[i]
-                    for i in range(len(flags)) if flags[i].startswith("--") and flags[i] != "--task"]
+    option_pairs = [
+        " ".join(flags[i : i + 2]) if i + 1 < len(flags) and not flags[i + 1].startswith("--") else flags[i]
+        for i in range(len(flags))
+        if flags[i].startswith("--") and flags[i] != "--task"
+    ]
     assert all(pair in command for pair in option_pairs), (method, option_pairs)
-    extra = " ".join(method_flags(method)[len(flags):])  # the tiny encoder's MAE-LM decoder depth
+    extra = " ".join(method_flags(method)[len(flags) :])  # the tiny encoder's MAE-LM decoder depth
     command = command.replace("data/brown_pos", str(data)).replace("data/brown", str(data))
     command = command.split("\npython scripts/export_roberta.py")[0]  # the MAE-LM block's second command
     output = run_in_repo(f"{command.strip()} {TINY_FLAGS} {extra} --save-dir {tmp_path / 'ckpt'}", tmp_path)
@@ -110,8 +114,12 @@ def test_the_tiny_size_override_is_the_tiny_configuration():
 
     tiny = yaml.safe_load((REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining" / "size" / "tiny.yaml").read_text())
     model = tiny["model"]
-    assert (model["encoder_layers"], model["encoder_embed_dim"], model["encoder_ffn_embed_dim"],
-            model["encoder_attention_heads"]) == (SIZE.layers, SIZE.dim, SIZE.ffn, SIZE.heads)
+    assert (
+        model["encoder_layers"],
+        model["encoder_embed_dim"],
+        model["encoder_ffn_embed_dim"],
+        model["encoder_attention_heads"],
+    ) == (SIZE.layers, SIZE.dim, SIZE.ffn, SIZE.heads)
     assert model["max_positions"] == tiny["task"]["tokens_per_sample"] == TINY.tokens_per_sample
     assert tiny["dataset"]["batch_size"] == TINY.batch_size
     assert tiny["optimization"]["lr"] == [TINY.optimizer.lr]
@@ -157,7 +165,9 @@ def test_readme_switch_over_table_applied_to_fairseqs_roberta_recipe(brown_data,
     method = SWITCH_OVER_METHODS[row]
     data = brown_pos_data if method == "time_variant_pos" else brown_data
     base = readme_command("--config-name base").split("task.data=")[0]  # the ROBERTA_CONFIG line and the recipe
-    overrides = " ".join(rows["the plugin (needed by every row)"] + rows[row]).replace("$PWD/fairseq_maskplug", str(REPO_ROOT / "fairseq_maskplug"))
+    overrides = " ".join(rows["the plugin (needed by every row)"] + rows[row]).replace(
+        "$PWD/fairseq_maskplug", str(REPO_ROOT / "fairseq_maskplug")
+    )
     tiny = f"{TINY_HYDRA} checkpoint.save_dir={tmp_path / 'ckpt'} hydra.run.dir={tmp_path / 'hydra'}"
     output = run_in_repo(f"{base.strip()} task.data={data} {overrides} {tiny}", tmp_path)
     assert_trained(output, tmp_path / "ckpt", method, 5)

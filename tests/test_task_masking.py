@@ -3,10 +3,10 @@ whole words, and the seeding rule (seed, update, sample ids)."""
 
 import torch
 from fairseq.data import MaskTokensDataset
+from test_masking import uniform
 
 from fairseq_maskplug.data.vocabulary import word_start_table
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
-from test_masking import uniform
 
 
 def batches(task, split="train", batch_size=32, limit=None):
@@ -36,8 +36,14 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
     d = task.dictionary
     blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset  # clean <s>-prefixed blocks
     stock_src, stock_tgt = MaskTokensDataset.apply_mask(
-        blocks, d, pad_idx=d.pad(), mask_idx=task.mask_idx, seed=1, mask_prob=0.15,
-        leave_unmasked_prob=0.1, random_token_prob=0.1,
+        blocks,
+        d,
+        pad_idx=d.pad(),
+        mask_idx=task.mask_idx,
+        seed=1,
+        mask_prob=0.15,
+        leave_unmasked_prob=0.1,
+        random_token_prob=0.1,
     )
     ours = {"predicted": 0, "maskable": 0, "mask": 0, "random": 0, "kept": 0}
     stock = {"predicted": 0, "tokens": 0, "mask": 0, "random": 0, "kept": 0, "specials": 0}
@@ -50,8 +56,13 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
         m = uniform(task.train_masker, sample["net_input"]["src_tokens"], 0.15, task.train_draws(sample, update))
         assert not torch.isin(sample["net_input"]["src_tokens"][m.predicted], specials).any()
         c = m.corruption
-        for key, value in (("predicted", m.predicted), ("maskable", m.maskable), ("mask", c.replaced_by_mask),
-                           ("random", c.replaced_by_random), ("kept", c.kept)):
+        for key, value in (
+            ("predicted", m.predicted),
+            ("maskable", m.maskable),
+            ("mask", c.replaced_by_mask),
+            ("random", c.replaced_by_random),
+            ("kept", c.kept),
+        ):
             ours[key] += value.sum().item()
         for index in sample["id"].tolist():
             clean, src, tgt = blocks[index], stock_src[index], stock_tgt[index]
@@ -112,10 +123,18 @@ def test_validation_mask_is_fixed_and_standard(brown_data):
     and frequency-weighted replacement as with the defaults, in batches of 48
     instead of 16."""
     default = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
-    unusual = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
-        data=str(brown_data), tokens_per_sample=64, seed=5, mask_prob=0.3, mask_whole_words=True,
-        leave_unmasked_prob=0.0, random_token_prob=0.3, freq_weighted_replacement=True,
-    ))
+    unusual = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(
+            data=str(brown_data),
+            tokens_per_sample=64,
+            seed=5,
+            mask_prob=0.3,
+            mask_whole_words=True,
+            leave_unmasked_prob=0.0,
+            random_token_prob=0.3,
+            freq_weighted_replacement=True,
+        )
+    )
     masked_rows = []
     for task in (default, unusual):
         task.load_dataset("valid")
@@ -149,10 +168,16 @@ def test_frequency_weighted_replacement_follows_dictionary_counts(brown_data):
     draws); uniform replacement gives it about 1/V."""
     shares = {}
     for weighted in (False, True):
-        task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
-            data=str(brown_data), tokens_per_sample=64, seed=1, random_token_prob=0.5, leave_unmasked_prob=0.0,
-            freq_weighted_replacement=weighted,
-        ))
+        task = MaskedLMPlusTask.setup_task(
+            MaskedLMPlusConfig(
+                data=str(brown_data),
+                tokens_per_sample=64,
+                seed=1,
+                random_token_prob=0.5,
+                leave_unmasked_prob=0.0,
+                freq_weighted_replacement=weighted,
+            )
+        )
         task.load_dataset("train")
         the, drawn, total = task.dictionary.index("\u2581the"), 0, 0
         for update, sample in enumerate(batches(task, limit=60)):
@@ -161,7 +186,7 @@ def test_frequency_weighted_replacement_follows_dictionary_counts(brown_data):
             drawn += (replaced == the).sum().item()
             total += replaced.numel()
         shares[weighted] = drawn / total
-    counts = torch.tensor(task.dictionary.count[task.dictionary.nspecial:], dtype=torch.float64)
+    counts = torch.tensor(task.dictionary.count[task.dictionary.nspecial :], dtype=torch.float64)
     expected = task.dictionary.count[the] / counts.sum().item()
     assert total > 15_000
     assert abs(shares[True] - expected) < 0.25 * expected

@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 from fairseq.data import Dictionary, data_utils
+from test_masking import uniform
+from test_task_masking import batches
 
 from fairseq_maskplug.masking.class_losses import ClassLossTracker, class_loss_sums
 from fairseq_maskplug.masking.schedules import SCHEDULES, RatioSchedule
@@ -18,8 +20,6 @@ from harness import (
     train_in_process,
     train_subprocess,
 )
-from test_masking import uniform
-from test_task_masking import batches
 
 P, T = 0.15, 1000
 
@@ -120,10 +120,27 @@ def test_tags_of_a_known_sentence(brown_pos_data):
         surface = piece.replace("\u2581", " ")
         piece_spans.append((cursor + len(surface) - len(surface.lstrip(" ")), cursor + len(surface)))
         cursor += len(surface)
-    expected = [("The", "DET"), ("Fulton", "NOUN"), ("said", "VERB"), ("Friday", "NOUN"), ("an", "DET"),
-                ("investigation", "NOUN"), ("of", "ADP"), ("recent", "ADJ"), ("election", "NOUN"),
-                ("produced", "VERB"), ('"', "."), ("no", "DET"), ("evidence", "NOUN"), ("that", "ADP"),
-                ("any", "DET"), ("irregularities", "NOUN"), ("took", "VERB"), ("place", "NOUN"), (".", ".")]
+    expected = [
+        ("The", "DET"),
+        ("Fulton", "NOUN"),
+        ("said", "VERB"),
+        ("Friday", "NOUN"),
+        ("an", "DET"),
+        ("investigation", "NOUN"),
+        ("of", "ADP"),
+        ("recent", "ADJ"),
+        ("election", "NOUN"),
+        ("produced", "VERB"),
+        ('"', "."),
+        ("no", "DET"),
+        ("evidence", "NOUN"),
+        ("that", "ADP"),
+        ("any", "DET"),
+        ("irregularities", "NOUN"),
+        ("took", "VERB"),
+        ("place", "NOUN"),
+        (".", "."),
+    ]
     cursor = 0
     for word, tag in expected:
         start = text.index(word, cursor)
@@ -150,8 +167,11 @@ def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_dat
     with the highest running loss takes a larger share of the masked tokens
     than of the corpus, and the lowest a smaller one."""
     save = tmp_path / "ptw"
-    train_in_process(train_args(brown_pos_data, save, updates=300, batch_size=16,
-                                extra=["--content-weighting", "pos", "--mask-whole-words"]))
+    train_in_process(
+        train_args(
+            brown_pos_data, save, updates=300, batch_size=16, extra=["--content-weighting", "pos", "--mask-whole-words"]
+        )
+    )
     state = checkpoint_state(save / "checkpoint_last.pt")["task_state"]
     task = pos_task(brown_pos_data, mask_whole_words=True)
     task.load_state_dict(state)
@@ -173,7 +193,6 @@ def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_dat
     assert abs(masked.sum() / base.sum() - 0.15) < 0.01  # the ratio stays at the schedule's
 
 
-
 def test_two_gloo_ranks_hold_identical_running_losses(brown_pos_data, tmp_path):
     outputs = train_data_parallel(
         train_args(brown_pos_data, tmp_path / "ddp", updates=10, extra=["--content-weighting", "pos"]),
@@ -187,7 +206,13 @@ def test_two_gloo_ranks_hold_identical_running_losses(brown_pos_data, tmp_path):
 
 
 def test_running_losses_stay_finite_under_memory_efficient_fp16(brown_pos_data, tmp_path):
-    train_subprocess(train_args(brown_pos_data, tmp_path / "fp16", updates=10,
-                                extra=["--content-weighting", "pos", "--memory-efficient-fp16", "--mask-schedule", "cosine"]))
+    train_subprocess(
+        train_args(
+            brown_pos_data,
+            tmp_path / "fp16",
+            updates=10,
+            extra=["--content-weighting", "pos", "--memory-efficient-fp16", "--mask-schedule", "cosine"],
+        )
+    )
     running = checkpoint_state(tmp_path / "fp16" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]["running"]
     assert torch.isfinite(running).all() and running.gt(0).any()

@@ -8,13 +8,7 @@ import statistics
 import torch
 
 from fairseq_maskplug.diagnostics.validation import standard_validation_loss
-from harness import (
-    checkpoint_state,
-    logged_values,
-    train_args,
-    train_in_process,
-    train_subprocess,
-)
+from harness import checkpoint_state, logged_values, train_args, train_in_process, train_subprocess
 
 BLOCK_APEX = (
     "import sys\n"
@@ -44,8 +38,6 @@ def test_defaults_train_like_stock_masked_lm(brown_data, tmp_path):
     assert abs(statistics.mean(plus) - statistics.mean(stock)) <= spread, losses
 
 
-
-
 def test_half_precision_on_cpu_without_apex(brown_data, tmp_path):
     """--memory-efficient-fp16 and --fp16 (with --fp16-no-flatten-grads) train
     to finite losses in a process where apex cannot be imported."""
@@ -53,9 +45,7 @@ def test_half_precision_on_cpu_without_apex(brown_data, tmp_path):
         ("memory-efficient-fp16", ["--memory-efficient-fp16"]),
         ("fp16", ["--fp16", "--fp16-no-flatten-grads"]),
     ):
-        result = train_subprocess(
-            train_args(brown_data, tmp_path / name, updates=10, extra=flags), preamble=BLOCK_APEX
-        )
+        result = train_subprocess(train_args(brown_data, tmp_path / name, updates=10, extra=flags), preamble=BLOCK_APEX)
         output = result.stdout + result.stderr
         losses = logged_values(output, "loss")
         assert logged_values(output, "num_updates")[-1] == 10, name

@@ -10,13 +10,30 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..data.pos_dataset import POS_DIR
 from ..errors import CorpusError
 from .readers import BrownDetokenizer, read_brown_tagged
 
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X")
-SPACY_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
-              "PUNCT", "SCONJ", "SYM", "VERB", "X", "SPACE")
+SPACY_TAGS = (
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
+    "SPACE",
+)
 UNKNOWN_TAG = "X"
 SPACY_INSTALL = "pip install spacy && python -m spacy download en_core_web_sm"
 

@@ -78,8 +78,8 @@ def split_by_document(count: int, valid_fraction: float, test_fraction: float) -
     n_test = max(1, round(test_fraction * count))
     return {
         "valid": sorted(order[:n_valid]),
-        "test": sorted(order[n_valid:n_valid + n_test]),
-        "train": sorted(order[n_valid + n_test:]),
+        "test": sorted(order[n_valid : n_valid + n_test]),
+        "train": sorted(order[n_valid + n_test :]),
     }
 
 
@@ -109,8 +109,11 @@ def train_sentencepiece(train_text: str, model_prefix: str, vocab_size: int):
 
 
 def encode_split(
-    model_file: str, documents: List[Document], pieces_path: str,
-    tagged: Optional[List[List[TaggedLine]]] = None, tags_path: Optional[str] = None,
+    model_file: str,
+    documents: List[Document],
+    pieces_path: str,
+    tagged: Optional[List[List[TaggedLine]]] = None,
+    tags_path: Optional[str] = None,
 ):
     """Write ``documents`` as space-separated pieces, one line per line and a
     blank line between documents; with ``tagged``, also one tag per piece to
@@ -120,8 +123,10 @@ def encode_split(
 
     processor = spm.SentencePieceProcessor(model_file=model_file)
     total, unaligned = 0, 0
-    with open(pieces_path, "w", encoding="utf-8") as pieces_out, \
-            open(tags_path or os.devnull, "w", encoding="utf-8") as tags_out:
+    with (
+        open(pieces_path, "w", encoding="utf-8") as pieces_out,
+        open(tags_path or os.devnull, "w", encoding="utf-8") as tags_out,
+    ):
         for d, document in enumerate(documents):
             if d:
                 pieces_out.write("\n")
@@ -146,16 +151,24 @@ def binarize(pieces_dir: str, out: str, workers: int, srcdict: Optional[str] = N
     from fairseq_cli import preprocess
 
     parser = options.get_preprocessing_parser()
-    args = parser.parse_args([
-        "--only-source",
-        "--trainpref", os.path.join(pieces_dir, "train"),
-        "--validpref", os.path.join(pieces_dir, "valid"),
-        "--testpref", os.path.join(pieces_dir, "test"),
-        "--destdir", out,
-        "--workers", str(workers),
-        "--dataset-impl", "mmap",
-        *(["--srcdict", srcdict] if srcdict else []),
-    ])
+    args = parser.parse_args(
+        [
+            "--only-source",
+            "--trainpref",
+            os.path.join(pieces_dir, "train"),
+            "--validpref",
+            os.path.join(pieces_dir, "valid"),
+            "--testpref",
+            os.path.join(pieces_dir, "test"),
+            "--destdir",
+            out,
+            "--workers",
+            str(workers),
+            "--dataset-impl",
+            "mmap",
+            *(["--srcdict", srcdict] if srcdict else []),
+        ]
+    )
     preprocess.main(args)
 
 
@@ -205,8 +218,12 @@ def prepare_corpus(options: PrepareOptions) -> Manifest:
     os.makedirs(os.path.join(options.out, "raw"), exist_ok=True)
     for name in existing:
         os.remove(os.path.join(options.out, name))
-    manifest = Manifest(input=os.path.abspath(options.input), vocab_size=options.vocab_size,
-                        max_documents=options.max_documents, pos_source=pos_source)
+    manifest = Manifest(
+        input=os.path.abspath(options.input),
+        vocab_size=options.vocab_size,
+        max_documents=options.max_documents,
+        pos_source=pos_source,
+    )
     for split, indices in splits.items():
         write_documents(os.path.join(options.out, "raw", f"{split}.txt"), [documents[i] for i in indices])
         manifest.documents[split] = len(indices)
@@ -217,8 +234,11 @@ def prepare_corpus(options: PrepareOptions) -> Manifest:
     with tempfile.TemporaryDirectory() as pieces_dir, tempfile.TemporaryDirectory() as tags_dir:
         for split, indices in splits.items():
             manifest.pieces[split], manifest.pos_unaligned_lines[split] = encode_split(
-                model_prefix + ".model", [documents[i] for i in indices], os.path.join(pieces_dir, split),
-                None if tagged is None else [tagged[i] for i in indices], os.path.join(tags_dir, split),
+                model_prefix + ".model",
+                [documents[i] for i in indices],
+                os.path.join(pieces_dir, split),
+                None if tagged is None else [tagged[i] for i in indices],
+                os.path.join(tags_dir, split),
             )
         binarize(pieces_dir, options.out, options.workers)
         if tagged is not None:
@@ -239,4 +259,3 @@ def read_manifest(out: str) -> Optional[Manifest]:
         return None
     with open(path) as handle:
         return Manifest(**json.load(handle))
-

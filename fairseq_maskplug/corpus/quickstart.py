@@ -64,7 +64,7 @@ def unigram_entropy_bits(dict_path: Path) -> float:
     from fairseq.data import Dictionary
 
     dictionary = Dictionary.load(str(dict_path))
-    counts = [c for c in dictionary.count[dictionary.nspecial:] if c > 0]
+    counts = [c for c in dictionary.count[dictionary.nspecial :] if c > 0]
     total = sum(counts)
     return -sum(c / total * math.log2(c / total) for c in counts)
 

@@ -62,8 +62,7 @@ def brown_files(path: str) -> List[Tuple[str, str]]:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = sorted(
-                n for n in archive.namelist()
-                if not n.endswith("/") and os.path.basename(n) not in BROWN_META_FILES
+                n for n in archive.namelist() if not n.endswith("/") and os.path.basename(n) not in BROWN_META_FILES
             )
             return [(os.path.basename(n), archive.read(n).decode("latin-1")) for n in names]
     names = sorted(n for n in os.listdir(path) if n not in BROWN_META_FILES)

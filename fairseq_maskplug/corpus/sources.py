@@ -19,7 +19,10 @@ def nltk_data_dirs() -> List[Path]:
     dirs.append(Path.home() / "nltk_data")
     for prefix in (sys.prefix, sys.base_prefix):
         dirs += [Path(prefix) / "nltk_data", Path(prefix) / "share" / "nltk_data", Path(prefix) / "lib" / "nltk_data"]
-    dirs += [Path(p) for p in ("/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data")]
+    dirs += [
+        Path(p)
+        for p in ("/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data")
+    ]
     return dirs
 
 

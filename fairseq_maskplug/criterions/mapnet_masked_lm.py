@@ -31,7 +31,6 @@ from ..masking import MaskedTokens, MaskingStep, ProposalMasking, ProposalUnits,
 from ..masking.importance import WEIGHT_MODES, clip_and_normalize, log_weights, proposal_distribution
 from ..modules.mask_proposal import MaskProposalNetwork
 
-
 PROPOSAL_STATS = ("mapnet_ess", "mapnet_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_steps")
 
 
@@ -42,13 +41,17 @@ class MapnetMaskedLMConfig(FairseqDataclass):
     mapnet_heads: int = field(default=0, metadata={"help": "proposal network attention heads (0 = width / 32)"})
     mapnet_own_embeddings: bool = field(
         default=False,
-        metadata={"help": "give the proposal network its own token and position embeddings instead of "
-                  "reading the model's (and their LayerNorm, gradients flowing into them)"},
+        metadata={
+            "help": "give the proposal network its own token and position embeddings instead of "
+            "reading the model's (and their LayerNorm, gradients flowing into them)"
+        },
     )
     mapnet_weights: ChoiceEnum(WEIGHT_MODES) = field(
         default="exact_ordered",
-        metadata={"help": "importance weights: exact_ordered (unbiased for draws without replacement), "
-                  "product_clipped (the reference: product of (1/n)/q, clipped, batch-normalised), per_token"},
+        metadata={
+            "help": "importance weights: exact_ordered (unbiased for draws without replacement), "
+            "product_clipped (the reference: product of (1/n)/q, clipped, batch-normalised), per_token"
+        },
     )
     mapnet_clip: float = field(default=0.2, metadata={"help": "product_clipped: clip weights to [1-c, 1+c]; in (0, 1)"})
     mapnet_lambda: float = field(default=0.5, metadata={"help": "weight of the proposal network's loss"})
@@ -111,8 +114,14 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         if dim % heads:
             raise MaskingOptionError(f"--mapnet-embed-dim {dim} must be divisible by --mapnet-heads {heads}")
         self.proposal = MaskProposalNetwork(
-            model_dim, dim, cfg.mapnet_layers, heads, not cfg.mapnet_own_embeddings, len(task.source_dictionary),
-            task.source_dictionary.pad(), self.masking.max_positions,
+            model_dim,
+            dim,
+            cfg.mapnet_layers,
+            heads,
+            not cfg.mapnet_own_embeddings,
+            len(task.source_dictionary),
+            task.source_dictionary.pad(),
+            self.masking.max_positions,
         )
 
     # ------------------------------------------------------------------ loss
@@ -127,8 +136,17 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         logits = model(**sample["net_input"], masked_tokens=predicted)[0]
         loss = F.cross_entropy(logits.float(), sample["target"][predicted], reduction="sum")
         sample_size = predicted.sum()
-        return loss, sample_size, {"loss": loss.data, "mlm_loss": loss.data, "ntokens": sample["ntokens"],
-                                   "nsentences": sample["nsentences"], "sample_size": sample_size}
+        return (
+            loss,
+            sample_size,
+            {
+                "loss": loss.data,
+                "mlm_loss": loss.data,
+                "ntokens": sample["ntokens"],
+                "nsentences": sample["nsentences"],
+                "sample_size": sample_size,
+            },
+        )
 
     def uses_uniform_masks(self, sample, update: int) -> bool:
         if update < self.cfg.mapnet_warmup_updates:
@@ -163,9 +181,15 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         loss = main + self.cfg.mapnet_lambda * proposal_loss
         sample_size = predicted.sum()
         logging_output = {
-            "loss": main.data, "mlm_loss": token_loss.sum().data, "mapnet_loss": proposal_loss.data,
-            "ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": sample_size,
-            "mask_predicted": sample_size, "mask_maskable": masked.maskable.sum(), **stats,
+            "loss": main.data,
+            "mlm_loss": token_loss.sum().data,
+            "mapnet_loss": proposal_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["nsentences"],
+            "sample_size": sample_size,
+            "mask_predicted": sample_size,
+            "mask_maskable": masked.maskable.sum(),
+            **stats,
         }
         return loss, sample_size, logging_output
 
@@ -220,8 +244,11 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         entropy = -(q * q.clamp(min=1e-30).log()).sum(dim=1).mean()
         q_position = q.gather(1, masked.selection.units.start_index())[masked.predicted]
         correlation = torch.corrcoef(torch.stack([q_position.float(), token_loss.float()]))[0, 1]
-        return {"mapnet_entropy": entropy.float().data, "mapnet_corr": torch.nan_to_num(correlation).data,
-                "mapnet_steps": torch.ones((), device=q.device)}
+        return {
+            "mapnet_entropy": entropy.float().data,
+            "mapnet_corr": torch.nan_to_num(correlation).data,
+            "mapnet_steps": torch.ones((), device=q.device),
+        }
 
     # --------------------------------------------------------------- logging
 

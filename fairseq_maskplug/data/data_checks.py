@@ -19,8 +19,10 @@ def check_dictionary_file(path: str):
     specials (``Dictionary.load`` adds them itself and fails on duplicates)."""
     lines = [line.split() for line in open(path, encoding="utf-8") if line.strip()]
     if not lines:
-        raise DataFileError(f"{path} holds no symbols: binarise the data with a dictionary of its pieces "
-                            "(scripts/prepare_corpus.py or fairseq-preprocess write one)")
+        raise DataFileError(
+            f"{path} holds no symbols: binarise the data with a dictionary of its pieces "
+            "(scripts/prepare_corpus.py or fairseq-preprocess write one)"
+        )
     symbols = {fields[0] for fields in lines if fields[-1] != "#fairseq:overwrite"}
     listed = [s for s in FAIRSEQ_SPECIALS if s in symbols]
     if listed:

@@ -6,6 +6,8 @@ from fairseq.data import BaseWrapperDataset, data_utils
 from ..masking import CorruptionRule, FullyExploredOptions, FullyExploredUnits, MaskDraws
 from .vocabulary import build_masker
 
+STOCK_RULE = CorruptionRule()  # 80/10/10
+
 
 class FullyExploredMaskingDataset(BaseWrapperDataset):
     """Wraps any dataset of 1-D token tensors (``<s>``-prefixed blocks, say);
@@ -37,7 +39,7 @@ class FullyExploredMaskingDataset(BaseWrapperDataset):
         mask_idx: int,
         options: FullyExploredOptions,
         seed: int = 1,
-        rule: CorruptionRule = CorruptionRule(),
+        rule: CorruptionRule = STOCK_RULE,
         whole_words: bool = False,
         frequency_weighted: bool = False,
     ):

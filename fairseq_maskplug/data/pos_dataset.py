@@ -20,8 +20,15 @@ def pos_dictionary(data_path: str) -> Dictionary:
     return Dictionary.load(path)
 
 
-def load_pos_blocks(data_path: str, split: str, token_sizes, tokens_per_sample: int, break_mode: str,
-                    dictionary: Dictionary, combine: bool = False):
+def load_pos_blocks(
+    data_path: str,
+    split: str,
+    token_sizes,
+    tokens_per_sample: int,
+    break_mode: str,
+    dictionary: Dictionary,
+    combine: bool = False,
+):
     """POS tag blocks cut exactly like the token blocks (same sizes, block
     length and break mode), ``<s>``-prefixed like them; None when the split
     has no POS file. Raises PosInputError when line lengths differ."""
@@ -38,6 +45,6 @@ def load_pos_blocks(data_path: str, split: str, token_sizes, tokens_per_sample: 
             f"({len(tags.sizes)} vs {len(token_sizes)} lines, {where}): re-run prepare_corpus.py --pos"
         )
     blocks = TokenBlockDataset(
-        tags, tags.sizes, tokens_per_sample - 1, pad=dictionary.pad(), eos=dictionary.eos(), break_mode=break_mode,
+        tags, tags.sizes, tokens_per_sample - 1, pad=dictionary.pad(), eos=dictionary.eos(), break_mode=break_mode
     )
     return PrependTokenDataset(blocks, dictionary.bos())

@@ -91,9 +91,9 @@ def measure_checkpoint(task, model, split: str, max_tokens: int, batch_size: int
     special = torch.tensor([d.bos(), d.eos(), d.pad()])
     removes_mask = is_mae_lm(model)
     with_mask, without_mask, mask_vectors = LayerCollector(max_tokens), LayerCollector(max_tokens), LayerCollector(max_tokens)
-    batches = task.get_batch_iterator(task.dataset(split), max_sentences=batch_size,
-                                      max_positions=task.max_positions(), ignore_invalid_inputs=True,
-                                      seed=1).next_epoch_itr(shuffle=False)
+    batches = task.get_batch_iterator(
+        task.dataset(split), max_sentences=batch_size, max_positions=task.max_positions(), ignore_invalid_inputs=True, seed=1
+    ).next_epoch_itr(shuffle=False)
     model.eval()
     with torch.no_grad():
         for sample in batches:

@@ -59,7 +59,10 @@ def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=N
 
     def random_k(tokens, ids, draw):
         copies = [uniform(tokens, draws(tokens, ids, draw * segments + k), draw) for k in range(segments)]
-        stacked = [torch.stack([getattr(c, f) for c in copies], dim=1).flatten(0, 1) for f in ("src_tokens", "target", "predicted", "maskable")]
+        stacked = [
+            torch.stack([getattr(c, f) for c in copies], dim=1).flatten(0, 1)
+            for f in ("src_tokens", "target", "predicted", "maskable")
+        ]
         return MaskedTokens(*stacked, corruption=None, copies=segments), None
 
     def fully_explored(partition):
@@ -98,7 +101,9 @@ def selected_parameters(model, pattern: str) -> List[torch.nn.Parameter]:
     return chosen
 
 
-def masked_lm_gradient(model, params, masked: MaskedTokens, pad_idx: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+def masked_lm_gradient(
+    model, params, masked: MaskedTokens, pad_idx: int, weights: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Flat float32 gradient of Σ w · CE over predicted tokens / #predicted
     (w = 1 unless ``weights`` (N,) are given)."""
     model.zero_grad(set_to_none=True)
@@ -178,7 +183,9 @@ def ratio_estimate(numerator: torch.Tensor, denominator: torch.Tensor, bootstrap
     return {"ratio": top / bottom, "ci_low": low, "ci_high": high}
 
 
-def measure_strategies(model, params, tokens, ids, pad_idx, chosen: Dict[str, Strategy], draws: int) -> Dict[str, torch.Tensor]:
+def measure_strategies(
+    model, params, tokens, ids, pad_idx, chosen: Dict[str, Strategy], draws: int
+) -> Dict[str, torch.Tensor]:
     """{strategy: (draws, D) gradients}, draw r of every strategy from the same seeds."""
 
     def gradient(strategy, draw):
@@ -189,7 +196,14 @@ def measure_strategies(model, params, tokens, ids, pad_idx, chosen: Dict[str, St
 
 
 def hamming_curve(
-    model, params, tokens, ids, masker: Masker, ratio: float, pairs: int, seed: int,
+    model,
+    params,
+    tokens,
+    ids,
+    masker: Masker,
+    ratio: float,
+    pairs: int,
+    seed: int,
     overlap_fractions=(0.0, 0.25, 0.5, 0.75, 1.0),
 ) -> List[Dict]:
     """Covariance of the gradients of two masks of the same batch against
@@ -224,16 +238,20 @@ def hamming_curve(
     for f, (g1, g2, hamming) in by_fraction.items():
         covariance = ((g1 - pooled_mean) * (g2 - pooled_mean)).sum(1).mean().item()
         cosine = F.cosine_similarity(g1, g2, dim=1).mean().item()
-        curve.append({
-            "overlap_fraction": f,
-            "mean_hamming": hamming,
-            "covariance": covariance,
-            "covariance_over_variance": covariance / variance,
-            "cosine": cosine,
-            "pairs": pairs,
-        })
+        curve.append(
+            {
+                "overlap_fraction": f,
+                "mean_hamming": hamming,
+                "covariance": covariance,
+                "covariance_over_variance": covariance / variance,
+                "cosine": cosine,
+                "pairs": pairs,
+            }
+        )
     return curve
 
 
 def as_dicts(estimates: List[VarianceEstimate]) -> List[Dict]:
-    return [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(e).items()} for e in estimates]
+    return [
+        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(e).items()} for e in estimates
+    ]

@@ -45,8 +45,14 @@ def random_sequences(dictionary: Dictionary, sequences: int, length: int, seed: 
 def stock_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor) -> float:
     items = ListDataset(list(tokens), sizes=np.full(len(tokens), tokens.size(1)))
     source, target = MaskTokensDataset.apply_mask(
-        items, dictionary, pad_idx=dictionary.pad(), mask_idx=mask_idx, seed=1, mask_prob=0.15,
-        leave_unmasked_prob=0.1, random_token_prob=0.1,
+        items,
+        dictionary,
+        pad_idx=dictionary.pad(),
+        mask_idx=mask_idx,
+        seed=1,
+        mask_prob=0.15,
+        leave_unmasked_prob=0.1,
+        random_token_prob=0.1,
     )
     source.set_epoch(1)
     target.set_epoch(1)
@@ -58,9 +64,11 @@ def stock_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor) -
 
 def masker_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, device: str, batch_size: int):
     """(total seconds, of which draws) to mask ``tokens`` in batches on ``device``."""
-    strategy = UniformUnits(build_masker(dictionary, mask_idx, CorruptionRule(0.1, 0.1), whole_words=False,
-                                         frequency_weighted=False), RatioSchedule.build("constant", 0.15, 0))
-    batches = [tokens[i:i + batch_size].to(device) for i in range(0, len(tokens), batch_size)]
+    strategy = UniformUnits(
+        build_masker(dictionary, mask_idx, CorruptionRule(0.1, 0.1), whole_words=False, frequency_weighted=False),
+        RatioSchedule.build("constant", 0.15, 0),
+    )
+    batches = [tokens[i : i + batch_size].to(device) for i in range(0, len(tokens), batch_size)]
     synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     strategy(batches[0], MaskDraws.for_sequences("train", 1, 0, range(len(batches[0])), tokens.size(1), device), 0)
     synchronize()  # warm-up (lazy CUDA initialisation, allocator)
@@ -78,12 +86,24 @@ def masker_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, 
     return total, draws_total
 
 
-def masking_cost(dictionary: Dictionary, sequences: int = 1000, length: int = 512, device: str = "cpu",
-                 batch_size: int = 32, repeats: int = 3) -> MaskingCost:
+def masking_cost(
+    dictionary: Dictionary,
+    sequences: int = 1000,
+    length: int = 512,
+    device: str = "cpu",
+    batch_size: int = 32,
+    repeats: int = 3,
+) -> MaskingCost:
     """Medians over ``repeats`` passes over the same ``sequences``."""
     mask_idx = dictionary.index("<mask>") if "<mask>" in dictionary.indices else dictionary.add_symbol("<mask>")
     tokens = random_sequences(dictionary, sequences, length)
     stock = [stock_seconds(dictionary, mask_idx, tokens) for _ in range(repeats)]
     masker = [masker_seconds(dictionary, mask_idx, tokens, device, batch_size) for _ in range(repeats)]
-    return MaskingCost(sequences, length, device, statistics.median(stock),
-                       statistics.median(total for total, _ in masker), statistics.median(draws for _, draws in masker))
+    return MaskingCost(
+        sequences,
+        length,
+        device,
+        statistics.median(stock),
+        statistics.median(total for total, _ in masker),
+        statistics.median(draws for _, draws in masker),
+    )

@@ -60,11 +60,7 @@ def standard_validation_loss(
     criterion = MaskedLmLoss(MaskedLmConfig(), task)
     task.load_dataset(split)
     batches = task.get_batch_iterator(
-        task.dataset(split),
-        max_sentences=batch_size,
-        max_positions=task.max_positions(),
-        ignore_invalid_inputs=True,
-        seed=1,
+        task.dataset(split), max_sentences=batch_size, max_positions=task.max_positions(), ignore_invalid_inputs=True, seed=1
     ).next_epoch_itr(shuffle=False)
     loss_sum, predicted, sequences = 0.0, 0, 0
     with torch.no_grad():

@@ -81,31 +81,38 @@ def fairseq_args(arm: str, settings: BenchmarkSettings) -> List[str]:
     encoder = ENCODERS[settings.encoder]
     length = settings.tokens_per_sample
     return [
-        settings.data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm",
-        *encoder.flags(), *method_flags(method(arm), encoder),
-        "--tokens-per-sample", str(length), "--max-positions", str(length), "--sample-break-mode", "none",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
-        "--lr", "5e-4", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "10", "--total-num-update", "100000",
+        settings.data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm", *encoder.flags(),
+        *method_flags(method(arm), encoder), "--tokens-per-sample", str(length), "--max-positions", str(length),
+        "--sample-break-mode", "none", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6",
+        "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "10",
+        "--total-num-update", "100000",
         "--max-update", str(settings.total_updates),  # a ratio schedule spans the whole benchmark run
-        "--batch-size", str(batch_size(arm, settings)), "--num-workers", "0", "--seed", "1",
-        "--no-save", "--disable-validation", "--log-format", "none",
-        *(["--fp16"] if settings.fp16 else []), *(["--cpu"] if settings.device == "cpu" else []),
-    ]
+        "--batch-size", str(batch_size(arm, settings)), "--num-workers", "0", "--seed", "1", "--no-save",
+        "--disable-validation", "--log-format", "none", *(["--fp16"] if settings.fp16 else []),
+        *(["--cpu"] if settings.device == "cpu" else []),
+    ]  # fmt: skip
 
 
 class ArmProcess:
     """One arm's :mod:`.throughput` process, driven block by block."""
 
     def __init__(self, arm: str, settings: BenchmarkSettings, log_dir: Path):
-        request = {"fairseq_args": fairseq_args(arm, settings),
-                   "copies": FE_COPIES if method(arm) == "fully_explored" else 1,
-                   "warmup": settings.warmup, "updates": settings.updates}
+        request = {
+            "fairseq_args": fairseq_args(arm, settings),
+            "copies": FE_COPIES if method(arm) == "fully_explored" else 1,
+            "warmup": settings.warmup,
+            "updates": settings.updates,
+        }
         env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.arm, self.log = arm, log_dir / f"{arm}.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fairseq_maskplug.experiments.throughput", json.dumps(request)],
-                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
         self.reply("READY")
 
@@ -113,7 +120,7 @@ class ArmProcess:
         """The payload of the next stdout line starting with ``kind``."""
         for line in self.process.stdout:
             if line.startswith(kind):
-                return line[len(kind):].strip()
+                return line[len(kind) :].strip()
         self.process.wait()
         raise RuntimeError(f"arm {self.arm} failed (exit {self.process.returncode}):\n{self.log.read_text()[-3000:]}")
 
@@ -136,8 +143,10 @@ def measure_arms(arms: List[str], settings: BenchmarkSettings, log_dir: Path) ->
             print(f"==> block {repeat + 1} of {settings.repeats}", flush=True)
             for process in processes:
                 blocks[process.arm].append(process.ask("block", "BLOCK"))
-        results = {process.arm: {"arm": process.arm, "blocks": blocks[process.arm], **process.ask("finish", "FINISH")}
-                   for process in processes}
+        results = {
+            process.arm: {"arm": process.arm, "blocks": blocks[process.arm], **process.ask("finish", "FINISH")}
+            for process in processes
+        }
         for process in processes:  # gone before anything else is timed
             process.process.wait(timeout=120)
         return results
@@ -180,16 +189,23 @@ def mae_lm_flop_ratio(settings: BenchmarkSettings, stock: dict, mae: dict) -> fl
     decoder = Stack(size.decoder_layers, size.dim, size.ffn)  # at the encoder's width (mae_lm_base's default)
     rows, length = settings.batch_size, settings.tokens_per_sample
     roberta = roberta_training_flops(encoder, rows, length, stock["predicted_per_update"], stock["vocab_size"])
-    mae = mae_lm_training_flops(encoder, decoder, rows, length, mae["encoder_input_length"], mae["predicted_per_update"],
-                                mae["vocab_size"], projection=False)
+    mae = mae_lm_training_flops(
+        encoder,
+        decoder,
+        rows,
+        length,
+        mae["encoder_input_length"],
+        mae["predicted_per_update"],
+        mae["vocab_size"],
+        projection=False,
+    )
     return roberta / mae
 
 
 def marginal_seconds_per_sequence(summaries: Dict[str, dict], name: str, settings: BenchmarkSettings) -> float:
     """(s/update at the full batch − at half of it) / the sequences between."""
     half = settings.batch_size // 2
-    return ((summaries[name]["s_per_update"] - summaries[f"{name}@{half}"]["s_per_update"])
-            / (settings.batch_size - half))
+    return (summaries[name]["s_per_update"] - summaries[f"{name}@{half}"]["s_per_update"]) / (settings.batch_size - half)
 
 
 def ratios(summaries: Dict[str, dict], settings: BenchmarkSettings) -> Dict[str, dict]:
@@ -201,8 +217,10 @@ def ratios(summaries: Dict[str, dict], settings: BenchmarkSettings) -> Dict[str,
     for arm, summary in summaries.items():
         batch = arm.partition("@")[2]
         stock = summaries["stock@" + batch if batch else "stock"]
-        row = {key: summary[key] / stock[key] for key in
-               ("text_tokens_per_s", "processed_tokens_per_s", "predicted_tokens_per_s", "peak_memory_mib")}
+        row = {
+            key: summary[key] / stock[key]
+            for key in ("text_tokens_per_s", "processed_tokens_per_s", "predicted_tokens_per_s", "peak_memory_mib")
+        }
         row["s_per_update"] = summary["s_per_update"] / stock["s_per_update"]
         if arm in TARGETS:
             minimum, basis = TARGETS[arm]
@@ -211,8 +229,9 @@ def ratios(summaries: Dict[str, dict], settings: BenchmarkSettings) -> Dict[str,
             row["meets_target"] = measured >= minimum
         if arm == "mae_lm":
             predicted = mae_lm_flop_ratio(settings, stock, summary)
-            marginal = (marginal_seconds_per_sequence(summaries, "stock", settings)
-                        / marginal_seconds_per_sequence(summaries, "mae_lm", settings))
+            marginal = marginal_seconds_per_sequence(summaries, "stock", settings) / marginal_seconds_per_sequence(
+                summaries, "mae_lm", settings
+            )
             row.update(flop_predicted_ratio=predicted, marginal_ratio=marginal)
             row["target"] = f"marginal {marginal:.3f}x within 10 % of the FLOP prediction {predicted:.3f}x"
             row["meets_target"] = abs(marginal / predicted - 1) <= 0.10
@@ -227,33 +246,42 @@ def markdown(summaries: Dict[str, dict], table: Dict[str, dict], cost, settings:
         f"{', fp16' if settings.fp16 else ''}; medians of {settings.repeats} blocks of {settings.updates} updates "
         f"after {settings.warmup} warm-up updates.",
         "",
-        "| arm | text tok/s | × stock | processed tok/s | × stock | predicted tok/s | × stock | s/update | peak MiB | × stock | target | met |",
+        "| arm | text tok/s | × stock | processed tok/s | × stock | predicted tok/s | × stock | s/update "
+        "| peak MiB | × stock | target | met |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for arm, s in summaries.items():
         r = table[arm]
         met = {True: "yes", False: "**no**"}.get(r.get("meets_target"), "")
-        lines.append(
-            f"| {arm} | {s['text_tokens_per_s']:,.0f} | {r['text_tokens_per_s']:.3f} | {s['processed_tokens_per_s']:,.0f} | "
-            f"{r['processed_tokens_per_s']:.3f} | {s['predicted_tokens_per_s']:,.0f} | {r['predicted_tokens_per_s']:.3f} | "
-            f"{s['s_per_update']:.3f} | {s['peak_memory_mib']:,.0f} | {r['peak_memory_mib']:.3f} | {r.get('target', '')} | {met} |"
-        )
+        cells = [
+            f"{s['text_tokens_per_s']:,.0f}", f"{r['text_tokens_per_s']:.3f}",
+            f"{s['processed_tokens_per_s']:,.0f}", f"{r['processed_tokens_per_s']:.3f}",
+            f"{s['predicted_tokens_per_s']:,.0f}", f"{r['predicted_tokens_per_s']:.3f}",
+            f"{s['s_per_update']:.3f}", f"{s['peak_memory_mib']:,.0f}", f"{r['peak_memory_mib']:.3f}",
+            r.get("target", ""), met,
+        ]  # fmt: skip
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     if "mae_lm" in table:
         mae = table["mae_lm"]
-        lines += ["", (
-            f"MAE-LM against its FLOP count: marginal seconds per sequence (batch {settings.batch_size} against "
-            f"{settings.batch_size // 2}) RoBERTa {marginal_seconds_per_sequence(summaries, 'stock', settings) * 1e3:.2f} ms, "
-            f"MAE-LM {marginal_seconds_per_sequence(summaries, 'mae_lm', settings) * 1e3:.2f} ms: "
-            f"{mae['marginal_ratio']:.3f}x, FLOP prediction {mae['flop_predicted_ratio']:.3f}x; "
-            f"whole updates (fixed costs included) {mae['text_tokens_per_s']:.3f}x."
-        )]
+        roberta_ms = marginal_seconds_per_sequence(summaries, "stock", settings) * 1e3
+        mae_ms = marginal_seconds_per_sequence(summaries, "mae_lm", settings) * 1e3
+        lines += [
+            "",
+            (
+                f"MAE-LM against its FLOP count: marginal seconds per sequence (batch {settings.batch_size} against "
+                f"{settings.batch_size // 2}) RoBERTa {roberta_ms:.2f} ms, MAE-LM {mae_ms:.2f} ms: "
+                f"{mae['marginal_ratio']:.3f}x, FLOP prediction {mae['flop_predicted_ratio']:.3f}x; "
+                f"whole updates (fixed costs included) {mae['text_tokens_per_s']:.3f}x."
+            ),
+        ]
     lines += [
         "",
         f"Masking cost, {cost.sequences} sequences × {cost.length} tokens (15 %, 80/10/10):",
         "",
         "| masking | seconds per 1,000 sequences | µs per sequence | × Masker |",
         "|---|---:|---:|---:|",
-        f"| stock `MaskTokensDataset` (data loading, CPU; source + target item) | {cost.stock_seconds * 1000 / cost.sequences:.3f} | "
+        "| stock `MaskTokensDataset` (data loading, CPU; source + target item) | "
+        f"{cost.stock_seconds * 1000 / cost.sequences:.3f} | "
         f"{cost.stock_seconds * 1e6 / cost.sequences:.1f} | {cost.stock_over_masker:.1f} |",
         f"| `Masker` on {cost.device} (draws + masking) | {cost.masker_seconds * 1000 / cost.sequences:.3f} | "
         f"{cost.masker_seconds * 1e6 / cost.sequences:.1f} | 1.0 |",
@@ -264,7 +292,14 @@ def markdown(summaries: Dict[str, dict], table: Dict[str, dict], cost, settings:
 
 
 def save_json(path: Path, settings: BenchmarkSettings, summaries, table, cost):
-    path.write_text(json.dumps({
-        "settings": asdict(settings), "arms": summaries, "ratios_to_stock": table,
-        "masking_cost": asdict(cost) | {"stock_over_masker": cost.stock_over_masker},
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "settings": asdict(settings),
+                "arms": summaries,
+                "ratios_to_stock": table,
+                "masking_cost": asdict(cost) | {"stock_over_masker": cost.stock_over_masker},
+            },
+            indent=2,
+        )
+    )

@@ -26,7 +26,7 @@ class EncoderSize:
         return [
             "--arch", "roberta_base", "--encoder-layers", str(self.layers), "--encoder-embed-dim", str(self.dim),
             "--encoder-ffn-embed-dim", str(self.ffn), "--encoder-attention-heads", str(self.heads),
-        ]
+        ]  # fmt: skip
 
 
 ENCODERS: Dict[str, EncoderSize] = {
@@ -51,11 +51,11 @@ class OptimizerRecipe:
     def flags(self, updates: int) -> List[str]:
         return [
             "--optimizer", "adam", "--adam-betas", self.betas, "--adam-eps", str(self.eps),
-            "--weight-decay", str(self.weight_decay), "--clip-norm", str(self.clip_norm),
-            "--lr", str(self.lr), "--lr-scheduler", "polynomial_decay",
-            "--warmup-updates", str(max(1, updates * self.warmup_percent // 100)),
-            "--total-num-update", str(updates), "--max-update", str(updates),
-        ]
+            "--weight-decay", str(self.weight_decay), "--clip-norm", str(self.clip_norm), "--lr", str(self.lr),
+            "--lr-scheduler", "polynomial_decay",
+            "--warmup-updates", str(max(1, updates * self.warmup_percent // 100)), "--total-num-update", str(updates),
+            "--max-update", str(updates),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,10 @@ class TrainingConfiguration:
         where to save (``updates`` overrides the configured length)."""
         updates = updates or self.updates
         return [
-            *self.encoder.flags(),
-            "--tokens-per-sample", str(self.tokens_per_sample), "--max-positions", str(self.tokens_per_sample),
-            "--sample-break-mode", "none", *self.optimizer.flags(updates),
-            "--batch-size", str(self.batch_size), "--cpu", "--num-workers", "0",
-        ]
+            *self.encoder.flags(), "--tokens-per-sample", str(self.tokens_per_sample),
+            "--max-positions", str(self.tokens_per_sample), "--sample-break-mode", "none",
+            *self.optimizer.flags(updates), "--batch-size", str(self.batch_size), "--cpu", "--num-workers", "0",
+        ]  # fmt: skip
 
 
 # the tests' model, and the learning curves' quick comparisons
@@ -86,23 +85,23 @@ TINY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=
 # method -> the fairseq-train flags that select it (on top of a configuration's;
 # later flags win). MAE-LM arms also get their encoder size's decoder depth
 # (see method_flags).
+PLUS = ["--task", "masked_lm_plus"]
+POS_WEIGHTING = ["--mask-whole-words", "--content-weighting", "pos"]  # the reference's PTW: whole words
+MAPNET = [*PLUS, "--criterion", "mapnet_masked_lm"]
 METHODS: Dict[str, List[str]] = {
     "stock": ["--task", "masked_lm"],
-    "random": ["--task", "masked_lm_plus"],
+    "random": PLUS,
     "fully_explored": ["--task", "fully_explored_masked_lm"],
     "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
-    "linear": ["--task", "masked_lm_plus", "--mask-schedule", "linear"],
-    "cosine": ["--task", "masked_lm_plus", "--mask-schedule", "cosine"],
-    "whole_word": ["--task", "masked_lm_plus", "--mask-whole-words"],
-    "pos": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos"],
-    "pos_cosine": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
-                   "--mask-schedule", "cosine"],
-    "pos_corrected": ["--task", "masked_lm_plus", "--mask-whole-words", "--content-weighting", "pos",
-                      "--pos-bias-correction"],
-    "mapnet": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm"],
-    "mapnet_clipped": ["--task", "masked_lm_plus", "--criterion", "mapnet_masked_lm",
-                       "--mapnet-weights", "product_clipped"],
-    "mae_lm": ["--task", "masked_lm_plus", "--arch", "mae_lm_base"],
+    "linear": [*PLUS, "--mask-schedule", "linear"],
+    "cosine": [*PLUS, "--mask-schedule", "cosine"],
+    "whole_word": [*PLUS, "--mask-whole-words"],
+    "pos": [*PLUS, *POS_WEIGHTING],
+    "pos_cosine": [*PLUS, *POS_WEIGHTING, "--mask-schedule", "cosine"],
+    "pos_corrected": [*PLUS, *POS_WEIGHTING, "--pos-bias-correction"],
+    "mapnet": MAPNET,
+    "mapnet_clipped": [*MAPNET, "--mapnet-weights", "product_clipped"],
+    "mae_lm": [*PLUS, "--arch", "mae_lm_base"],
 }
 # methods that need the POS side input (prepare_corpus.py --pos)
 POS_METHODS = {name for name, flags in METHODS.items() if "pos" in flags}

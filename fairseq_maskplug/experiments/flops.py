@@ -34,8 +34,16 @@ def roberta_training_flops(encoder: Stack, sequences: float, length: float, pred
     return 3.0 * (encoder.forward_flops(sequences, length) + lm_head_forward_flops(predicted, encoder.dim, vocab))
 
 
-def mae_lm_training_flops(encoder: Stack, decoder: Stack, sequences: float, length: float, visible_length: float,
-                          predicted: float, vocab: int, projection: bool) -> float:
+def mae_lm_training_flops(
+    encoder: Stack,
+    decoder: Stack,
+    sequences: float,
+    length: float,
+    visible_length: float,
+    predicted: float,
+    vocab: int,
+    projection: bool,
+) -> float:
     """The encoder runs on the visible tokens only (rows padded to
     ``visible_length``), the decoder on all ``length`` positions; a projection
     maps encoder width to decoder width and back when ``projection``."""

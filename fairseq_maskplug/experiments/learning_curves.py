@@ -54,17 +54,23 @@ def arm_flags(arm: str, config: TrainingConfiguration) -> List[str]:
     return [*method_flags(name, config.encoder), "--batch-size", str(batch_size)]
 
 
-def arm_command(arm: str, data: str, save_dir: Path, config: TrainingConfiguration, updates: int,
-                validate_every: int, seed: int, extra: Sequence[str]) -> List[str]:
+def arm_command(
+    arm: str,
+    data: str,
+    save_dir: Path,
+    config: TrainingConfiguration,
+    updates: int,
+    validate_every: int,
+    seed: int,
+    extra: Sequence[str],
+) -> List[str]:
     return [
-        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR),
-        "--criterion", "masked_lm", *config.flags(updates), *arm_flags(arm, config),  # the arm's flags win
-        "--seed", str(seed),
-        "--save-dir", str(save_dir), "--save-interval-updates", str(validate_every), "--keep-interval-updates", "-1",
-        "--no-epoch-checkpoints", "--validate-interval-updates", str(validate_every),
-        "--log-format", "json", "--log-interval", "1",
-        *extra,
-    ]
+        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm",
+        *config.flags(updates), *arm_flags(arm, config),  # the arm's flags win
+        "--seed", str(seed), "--save-dir", str(save_dir), "--save-interval-updates", str(validate_every),
+        "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--validate-interval-updates", str(validate_every),
+        "--log-format", "json", "--log-interval", "1", *extra,
+    ]  # fmt: skip
 
 
 def training_progress(log_file: Path) -> Dict[int, Dict[str, float]]:
@@ -81,8 +87,16 @@ def training_progress(log_file: Path) -> Dict[int, Dict[str, float]]:
     return progress
 
 
-def run_arm(arm: str, data: str, out: Path, config: TrainingConfiguration, updates: int, validate_every: int,
-            seed: int = 1, extra: Sequence[str] = ()) -> ArmResult:
+def run_arm(
+    arm: str,
+    data: str,
+    out: Path,
+    config: TrainingConfiguration,
+    updates: int,
+    validate_every: int,
+    seed: int = 1,
+    extra: Sequence[str] = (),
+) -> ArmResult:
     """Train one arm and score its interval checkpoints."""
     save_dir, log_file = out / arm, out / f"{arm}.log"
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -130,15 +144,22 @@ def plot(results: List[ArmResult], path: Path, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not decoder_loss(r)]),
-            ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if decoder_loss(r)])]
+    rows = [
+        ("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not decoder_loss(r)]),
+        ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if decoder_loss(r)]),
+    ]
     rows = [(label, arms) for label, arms in rows if arms]
     figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False, sharey="row")
     for row, (label, arms) in zip(axes, rows):
         for result in arms:
             for axis, key in zip(row, ("updates", "tokens_processed", "seconds")):
-                axis.plot([getattr(p, key) for p in result.points], [p.valid_loss for p in result.points],
-                          marker="o", markersize=3, label=result.arm)
+                axis.plot(
+                    [getattr(p, key) for p in result.points],
+                    [p.valid_loss for p in result.points],
+                    marker="o",
+                    markersize=3,
+                    label=result.arm,
+                )
         for axis, xlabel in zip(row, ("updates", "tokens processed (all copies)", "training seconds (wall-clock)")):
             axis.set_xlabel(xlabel)
             axis.grid(alpha=0.3)

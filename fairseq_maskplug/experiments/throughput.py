@@ -107,11 +107,14 @@ class ArmRunner:
         block.predicted_tokens += int(logging_output["sample_size"]) if logging_output else 0  # None: fp16 overflow
 
     def facts(self) -> ArmFacts:
-        peak = (torch.cuda.max_memory_allocated() if self.cuda
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-        return ArmFacts(peak, self.memory_before_training, len(self.task.source_dictionary),
-                        sum(p.numel() for p in self.trainer.model.parameters()),
-                        sum(self.lengths) / max(len(self.lengths), 1))
+        peak = torch.cuda.max_memory_allocated() if self.cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return ArmFacts(
+            peak,
+            self.memory_before_training,
+            len(self.task.source_dictionary),
+            sum(p.numel() for p in self.trainer.model.parameters()),
+            sum(self.lengths) / max(len(self.lengths), 1),
+        )
 
 
 def serve(fairseq_args: Sequence[str], copies: int, warmup: int, updates: int):

@@ -66,7 +66,7 @@ class ClassLossTracker:
         """Float32 (C,) running losses, bias-corrected when configured."""
         if not self.bias_correction:
             return self.running
-        correction = 1.0 - self.momentum ** self.observations
+        correction = 1.0 - self.momentum**self.observations
         return torch.where(self.observations > 0, self.running / correction.clamp(min=1e-12), self.running)
 
     def weights(self) -> torch.Tensor:

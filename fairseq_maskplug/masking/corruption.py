@@ -61,11 +61,7 @@ def corrupt(
             ``replacement_ids`` maps its uniform to (only those are looked up).
     """
     kept = predicted & (decision_noise < rule.leave_unmasked_prob)
-    randomised = (
-        predicted
-        & ~kept
-        & (decision_noise < rule.leave_unmasked_prob + rule.random_token_prob)
-    )
+    randomised = predicted & ~kept & (decision_noise < rule.leave_unmasked_prob + rule.random_token_prob)
     masked = predicted & ~kept & ~randomised
     src_tokens = torch.where(masked, torch.full_like(tokens, mask_idx), tokens)
     src_tokens = src_tokens.masked_scatter(randomised, replacement_ids(token_noise[randomised]).to(tokens.dtype))

@@ -61,11 +61,7 @@ class MaskDraws:
         ``length`` (torch's CPU generator fills sequentially)."""
         width = UNIFORMS_PER_SEQUENCE + UNIFORMS_PER_POSITION * length
         rows = [
-            torch.rand(
-                width,
-                generator=sequence_generator(stream, seed, update_num, sample_id),
-                dtype=torch.float64,
-            )
+            torch.rand(width, generator=sequence_generator(stream, seed, update_num, sample_id), dtype=torch.float64)
             for sample_id in sample_ids
         ]
         if rows:

@@ -103,4 +103,3 @@ def segment_ids(
     segment = torch.where(unused, torch.full_like(segment, -1), segment)
     spread = expand_units(segment + 1, unit_start_index(starts), maskable) - 1  # -1 outside units
     return spread
-

@@ -33,8 +33,9 @@ def draw_order(keys: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     return torch.argsort(torch.where(chosen, keys, torch.full_like(keys, float("inf"))), dim=1, stable=True)
 
 
-def log_weights(probabilities: torch.Tensor, starts: torch.Tensor, chosen: torch.Tensor, keys: torch.Tensor,
-                mode: str) -> torch.Tensor:
+def log_weights(
+    probabilities: torch.Tensor, starts: torch.Tensor, chosen: torch.Tensor, keys: torch.Tensor, mode: str
+) -> torch.Tensor:
     """Float64 log-weights: (B,) per sequence for ``product``/``exact_ordered``,
     (B, L) per chosen unit start for ``per_token`` (0 elsewhere)."""
     n = starts.sum(dim=1, keepdim=True).double().clamp(min=1)

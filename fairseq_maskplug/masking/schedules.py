@@ -82,8 +82,7 @@ class RatioSchedule:
 
     @classmethod
     def build(
-        cls, name: str, base: float, updates: int, start: Optional[float] = None, end: Optional[float] = None,
-        warmup: int = 0,
+        cls, name: str, base: float, updates: int, start: Optional[float] = None, end: Optional[float] = None, warmup: int = 0
     ) -> "RatioSchedule":
         """The reference schedule for ``base``, with ``start``/``end`` overriding
         its endpoints when given."""

@@ -62,11 +62,7 @@ def exponential_race_keys(uniforms: torch.Tensor, weights: torch.Tensor) -> torc
 
 
 def select_within_budget(
-    keys: torch.Tensor,
-    starts: torch.Tensor,
-    unit_lengths: torch.Tensor,
-    budget: torch.Tensor,
-    crossing_noise: torch.Tensor,
+    keys: torch.Tensor, starts: torch.Tensor, unit_lengths: torch.Tensor, budget: torch.Tensor, crossing_noise: torch.Tensor
 ) -> torch.Tensor:
     """Bool (B, L) unit starts: units taken in increasing ``keys`` order until
     their tokens fill ``budget`` (B,).

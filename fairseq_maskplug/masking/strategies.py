@@ -39,8 +39,9 @@ class MaskingStrategy(ABC):
         self.masker = masker
 
     @abstractmethod
-    def __call__(self, tokens: torch.Tensor, draws: MaskDraws, update_num: int,
-                 unit_weights: Optional[torch.Tensor] = None) -> MaskedTokens:
+    def __call__(
+        self, tokens: torch.Tensor, draws: MaskDraws, update_num: int, unit_weights: Optional[torch.Tensor] = None
+    ) -> MaskedTokens:
         """Mask ``tokens`` (B, L) with ``draws`` at update ``update_num``."""
 
 

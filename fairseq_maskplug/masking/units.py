@@ -22,11 +22,7 @@ def maskable_positions(tokens: torch.Tensor, special_ids: Sequence[int]) -> torc
     return maskable
 
 
-def unit_starts(
-    tokens: torch.Tensor,
-    maskable: torch.Tensor,
-    word_start_table: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+def unit_starts(tokens: torch.Tensor, maskable: torch.Tensor, word_start_table: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Bool (B, L): True at the first position of every unit.
 
     Args:

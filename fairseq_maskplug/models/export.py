@@ -23,8 +23,14 @@ from omegaconf import OmegaConf
 
 from ..errors import ExportError
 
-DECODER_KEYS = ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
-                "decoder_dropout", "no_decoder_projection")
+DECODER_KEYS = (
+    "decoder_layers",
+    "decoder_embed_dim",
+    "decoder_ffn_embed_dim",
+    "decoder_attention_heads",
+    "decoder_dropout",
+    "no_decoder_projection",
+)
 STOCK_TASK_FIELDS = {f.name for f in fields(MaskedLMConfig)} - {"seed"}
 
 
@@ -42,7 +48,8 @@ def roberta_config(cfg, out_dir: str):
     roberta model, masked_lm task reading ``out_dir``, no user dir."""
     plain = {
         key: OmegaConf.to_container(cfg[key], resolve=False) if OmegaConf.is_config(cfg[key]) else cfg[key]
-        for key in cfg if key != "model"
+        for key in cfg
+        if key != "model"
     }
     model = Namespace(**{k: v for k, v in vars(copy.deepcopy(cfg.model)).items() if k not in DECODER_KEYS})
     model._name = model.arch = "roberta"
@@ -72,8 +79,13 @@ def encoder_outputs_agree(mae_model, roberta_model, vocab_size: int, tolerance: 
     return difference
 
 
-def export_roberta(checkpoint: str, out_dir: str, dictionary: Optional[str] = None,
-                   sentencepiece_model: Optional[str] = None, force: bool = False) -> str:
+def export_roberta(
+    checkpoint: str,
+    out_dir: str,
+    dictionary: Optional[str] = None,
+    sentencepiece_model: Optional[str] = None,
+    force: bool = False,
+) -> str:
     """Write OUT_DIR/model.pt, dict.txt (and sentencepiece.bpe.model when
     found) from an MAE-LM ``checkpoint``; returns the model path. Nothing is
     written unless every check passes; an existing OUT_DIR/model.pt is kept
@@ -113,15 +125,23 @@ def export_roberta(checkpoint: str, out_dir: str, dictionary: Optional[str] = No
     os.makedirs(out_dir, exist_ok=True)
     shutil.copy(dictionary, os.path.join(out_dir, "dict.txt"))
     path = os.path.join(out_dir, "model.pt")
-    torch.save({
-        "cfg": stock_cfg,
-        "model": encoder_state,
-        "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "none",
-                               "lr_scheduler_state": {"best": None},
-                               "num_updates": state["optimizer_history"][-1].get("num_updates", 0)}],
-        "extra_state": {"exported_from": os.path.abspath(checkpoint)},
-        "last_optimizer_state": None,
-    }, path)
+    torch.save(
+        {
+            "cfg": stock_cfg,
+            "model": encoder_state,
+            "optimizer_history": [
+                {
+                    "criterion_name": "MaskedLmLoss",
+                    "optimizer_name": "none",
+                    "lr_scheduler_state": {"best": None},
+                    "num_updates": state["optimizer_history"][-1].get("num_updates", 0),
+                }
+            ],
+            "extra_state": {"exported_from": os.path.abspath(checkpoint)},
+            "last_optimizer_state": None,
+        },
+        path,
+    )
     if os.path.isfile(sentencepiece_model):
         shutil.copy(sentencepiece_model, os.path.join(out_dir, "sentencepiece.bpe.model"))
     return path

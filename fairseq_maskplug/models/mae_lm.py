@@ -49,7 +49,8 @@ class MaeLMModel(RobertaModel):
         parser.add_argument("--decoder-attention-heads", type=int, help="decoder attention heads")
         parser.add_argument("--decoder-dropout", type=float, help="decoder dropout, attention and activation (default 0)")
         parser.add_argument(
-            "--no-decoder-projection", action="store_true",
+            "--no-decoder-projection",
+            action="store_true",
             help="do not add the Linear encoder -> decoder width projection (needs equal widths)",
         )
 
@@ -68,11 +69,23 @@ class MaeLMModel(RobertaModel):
             OmegaConf.set_struct(args, True)
         return cls(args, encoder)
 
-    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
-                masked_tokens=None, **kwargs):
+    def forward(
+        self,
+        src_tokens,
+        features_only=False,
+        return_all_hiddens=False,
+        classification_head_name=None,
+        masked_tokens=None,
+        **kwargs,
+    ):
         if classification_head_name is not None or features_only:
-            return super().forward(src_tokens, features_only=True, return_all_hiddens=return_all_hiddens,
-                                   classification_head_name=classification_head_name, **kwargs)
+            return super().forward(
+                src_tokens,
+                features_only=True,
+                return_all_hiddens=return_all_hiddens,
+                classification_head_name=classification_head_name,
+                **kwargs,
+            )
         return self.encoder.masked_lm(src_tokens, masked_tokens, return_all_hiddens)
 
 
@@ -106,7 +119,8 @@ class MaeLMEncoder(RobertaEncoder):
         self.decoder = MaeDecoder(args, dictionary.pad(), args.max_positions)
         self.lm_head_input = (
             torch.nn.Linear(args.decoder_embed_dim, args.encoder_embed_dim)
-            if args.decoder_embed_dim != args.encoder_embed_dim else None
+            if args.decoder_embed_dim != args.encoder_embed_dim
+            else None
         )
         if self.lm_head_input is not None:
             self.lm_head_input.apply(init_bert_params)
@@ -145,7 +159,9 @@ def base_architecture(args):
     args.decoder_layers = safe_getattr(args, "decoder_layers", 4)
     args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", safe_getattr(args, "encoder_embed_dim", 768))
     args.decoder_ffn_embed_dim = safe_getattr(args, "decoder_ffn_embed_dim", safe_getattr(args, "encoder_ffn_embed_dim", 3072))
-    args.decoder_attention_heads = safe_getattr(args, "decoder_attention_heads", safe_getattr(args, "encoder_attention_heads", 12))
+    args.decoder_attention_heads = safe_getattr(
+        args, "decoder_attention_heads", safe_getattr(args, "encoder_attention_heads", 12)
+    )
     args.decoder_dropout = safe_getattr(args, "decoder_dropout", 0.0)
     args.no_decoder_projection = safe_getattr(args, "no_decoder_projection", False)
     roberta_base_architecture(args)

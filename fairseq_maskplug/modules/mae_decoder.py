@@ -20,8 +20,14 @@ class PositionedTransformerEncoder(TransformerEncoder):
     at given positions instead of 0..n-1: MAE-LM's encoder input is the
     unmasked tokens only, each at its original position."""
 
-    def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False,
-                token_embeddings: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None):
+    def forward(
+        self,
+        src_tokens,
+        src_lengths=None,
+        return_all_hiddens: bool = False,
+        token_embeddings: Optional[torch.Tensor] = None,
+        positions: Optional[torch.Tensor] = None,
+    ):
         """``positions`` (B, T): fairseq position ids (original index +
         padding_idx + 1; padding_idx at padding). None: the usual 0..n-1."""
         self._positions = positions

@@ -21,8 +21,17 @@ class MaskProposalNetwork(nn.Module):
     (B, L) float32 scores, scaled by dim^-1/2.
     """
 
-    def __init__(self, model_dim: int, dim: int, layers: int, heads: int, share_embeddings: bool,
-                 vocab_size: int, padding_idx: int, max_positions: int):
+    def __init__(
+        self,
+        model_dim: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        share_embeddings: bool,
+        vocab_size: int,
+        padding_idx: int,
+        max_positions: int,
+    ):
         super().__init__()
         self.padding_idx = padding_idx
         self.share_embeddings = share_embeddings
@@ -32,11 +41,18 @@ class MaskProposalNetwork(nn.Module):
             self.embed_tokens = nn.Embedding(vocab_size, dim, padding_idx)
             self.embed_positions = PositionalEmbedding(max_positions, dim, padding_idx, learned=True)
             self.layernorm_embedding = LayerNorm(dim)
-        config = TransformerConfig.from_namespace(Namespace(
-            encoder_embed_dim=dim, encoder_ffn_embed_dim=4 * dim, encoder_attention_heads=heads,
-            encoder_normalize_before=True, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-            activation_fn="gelu",
-        ))
+        config = TransformerConfig.from_namespace(
+            Namespace(
+                encoder_embed_dim=dim,
+                encoder_ffn_embed_dim=4 * dim,
+                encoder_attention_heads=heads,
+                encoder_normalize_before=True,
+                dropout=0.0,
+                attention_dropout=0.0,
+                activation_dropout=0.0,
+                activation_fn="gelu",
+            )
+        )
         self.layers = nn.ModuleList([TransformerEncoderLayerBase(config) for _ in range(layers)])
         # No biases after the last layer: q is a softmax over each sequence's
         # positions, so a constant added to every score changes nothing and
@@ -44,7 +60,7 @@ class MaskProposalNetwork(nn.Module):
         # into full-size steps.
         self.final_layer_norm = nn.LayerNorm(dim, bias=False)
         self.output = nn.Linear(dim, 1, bias=False)
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
         self.apply(init_bert_params)
 
     def forward(self, tokens: torch.Tensor, sentence_encoder) -> torch.Tensor:

@@ -36,10 +36,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
             "fixed seed), used whatever the training masking, so validation losses compare"
         },
     )
-    valid_mask_seed: int = field(
-        default=1,
-        metadata={"help": "seed of the fixed validation mask (independent of --seed)"},
-    )
+    valid_mask_seed: int = field(default=1, metadata={"help": "seed of the fixed validation mask (independent of --seed)"})
     masking: ChoiceEnum(MASKING_CHOICES) = field(
         default="random",
         metadata={
@@ -55,8 +52,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
         },
     )
     fe_partition: ChoiceEnum(PARTITIONS) = field(
-        default="random",
-        metadata={"help": "fully_explored: random (permute units, then cut) or contiguous (spans)"},
+        default="random", metadata={"help": "fully_explored: random (permute units, then cut) or contiguous (spans)"}
     )
     fe_mask_size: ChoiceEnum(MASK_SIZES) = field(
         default="segment",
@@ -80,9 +76,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
         default=None,
         metadata={"help": "ratio at the last scheduled update (poly_asc/poly_desc: at its middle); default: reference"},
     )
-    mask_schedule_updates: int = field(
-        default=0, metadata={"help": "length T of the schedule in updates (0 = --max-update)"}
-    )
+    mask_schedule_updates: int = field(default=0, metadata={"help": "length T of the schedule in updates (0 = --max-update)"})
     mask_schedule_warmup: int = field(
         default=0, metadata={"help": "lin_warm_decay: updates of linear warm-up from 0 to the start ratio"}
     )
@@ -96,9 +90,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
     pos_momentum: float = field(
         default=0.999, metadata={"help": "content-weighting pos: momentum of the running loss per tag"}
     )
-    pos_temperature: float = field(
-        default=2.0, metadata={"help": "content-weighting pos: T in sigmoid(T * z)"}
-    )
+    pos_temperature: float = field(default=2.0, metadata={"help": "content-weighting pos: T in sigmoid(T * z)"})
     pos_bias_correction: bool = field(
         default=False,
         metadata={
@@ -153,8 +145,12 @@ def fully_explored_options(cfg: MaskedLMPlusConfig) -> Optional[FullyExploredOpt
             raise MaskingOptionError("--fe-segments needs --masking fully_explored (or the fully_explored_masked_lm task)")
         return None
     segments = cfg.fe_segments or default_segments(cfg.mask_prob)
-    parameters = {"segments": "fe_segments", "partition": "fe_partition", "mask_size": "fe_mask_size",
-                  "mask_prob": "mask_prob"}
+    parameters = {
+        "segments": "fe_segments",
+        "partition": "fe_partition",
+        "mask_size": "fe_mask_size",
+        "mask_prob": "mask_prob",
+    }
     with options_named(parameters):
         options = FullyExploredOptions(segments, str(cfg.fe_partition), str(cfg.fe_mask_size), cfg.mask_prob)
     if segments > cfg.tokens_per_sample - 2:
@@ -184,11 +180,20 @@ def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
                 f"got {getattr(cfg, name)}"
             )
     updates = cfg.mask_schedule_updates or resolved(cfg, "max_update", 0) or 0
-    parameters = {"name": "mask_schedule", "start": "mask_schedule_start", "end": "mask_schedule_end",
-                  "updates": "mask_schedule_updates", "warmup": "mask_schedule_warmup"}
+    parameters = {
+        "name": "mask_schedule",
+        "start": "mask_schedule_start",
+        "end": "mask_schedule_end",
+        "updates": "mask_schedule_updates",
+        "warmup": "mask_schedule_warmup",
+    }
     with options_named(parameters):
         schedule = RatioSchedule.build(
-            str(cfg.mask_schedule), cfg.mask_prob, updates, cfg.mask_schedule_start, cfg.mask_schedule_end,
+            str(cfg.mask_schedule),
+            cfg.mask_prob,
+            updates,
+            cfg.mask_schedule_start,
+            cfg.mask_schedule_end,
             cfg.mask_schedule_warmup,
         )
     if schedule.name != "constant" and cfg.masking != "random":
@@ -220,8 +225,7 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
     _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
     if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
         raise MaskingOptionError(
-            "--mask-multiple-length / --mask-stdev (span masking) are not supported by "
-            "masked_lm_plus; leave them at 1 / 0"
+            "--mask-multiple-length / --mask-stdev (span masking) are not supported by masked_lm_plus; leave them at 1 / 0"
         )
     if cfg.d2v2_multi or cfg.include_target_tokens or cfg.skip_masking:
         raise MaskingOptionError(
@@ -242,8 +246,7 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
 @dataclass
 class FullyExploredMaskedLMConfig(MaskedLMPlusConfig):
     masking: ChoiceEnum(MASKING_CHOICES) = field(
-        default="fully_explored",
-        metadata={"help": "training masks (this preset defaults to fully_explored)"},
+        default="fully_explored", metadata={"help": "training masks (this preset defaults to fully_explored)"}
     )
 
 

@@ -102,18 +102,23 @@ class MaskedLMPlusTask(MaskedLMTask):
         rule = corruption_rule(cfg)
         super().__init__(cfg, dictionary)
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
-        self.train_masker = build_masker(self.dictionary, self.mask_idx, rule, cfg.mask_whole_words,
-                                         cfg.freq_weighted_replacement)
+        self.train_masker = build_masker(
+            self.dictionary, self.mask_idx, rule, cfg.mask_whole_words, cfg.freq_weighted_replacement
+        )
         self.schedule = ratio_schedule(cfg)
         self.train_strategy = self.build_train_strategy(cfg)
-        valid_masker = build_masker(self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=False,
-                                    frequency_weighted=False)
+        valid_masker = build_masker(
+            self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False
+        )
         self.valid_strategy = UniformUnits(valid_masker, RatioSchedule.build("constant", cfg.valid_mask_prob, 0))
         self.pos_weighting: Optional[PosWeighting] = None
         if cfg.content_weighting == "pos":
             self.pos_weighting = PosWeighting(
-                pos_dictionary(utils.split_paths(cfg.data)[0]), cfg.pos_momentum, cfg.pos_temperature,
-                cfg.pos_bias_correction, self.dictionary.pad(),
+                pos_dictionary(utils.split_paths(cfg.data)[0]),
+                cfg.pos_momentum,
+                cfg.pos_temperature,
+                cfg.pos_bias_correction,
+                self.dictionary.pad(),
             )
         self.model_dim: Optional[int] = None
 
@@ -178,8 +183,9 @@ class MaskedLMPlusTask(MaskedLMTask):
             raise MaskingOptionError(
                 f"{criterion_name} draws its own masks: use --masking random and --content-weighting none"
             )
-        return ProposalMasking(ProposalUnits(self.train_masker, self.schedule), self.train_strategy, self.model_dim,
-                               self.cfg.tokens_per_sample)
+        return ProposalMasking(
+            ProposalUnits(self.train_masker, self.schedule), self.train_strategy, self.model_dim, self.cfg.tokens_per_sample
+        )
 
     # ----------------------------------------------------------------- state
 
@@ -234,8 +240,15 @@ class MaskedLMPlusTask(MaskedLMTask):
     def load_pos_split(self, split, epoch, combine):
         path = self.data_path(epoch)
         lines = data_utils.load_indexed_dataset(os.path.join(path, split), self.source_dictionary, combine=combine)
-        return load_pos_blocks(path, split, lines.sizes, self.cfg.tokens_per_sample, self.cfg.sample_break_mode,
-                               self.pos_weighting.tag_dictionary, combine)
+        return load_pos_blocks(
+            path,
+            split,
+            lines.sizes,
+            self.cfg.tokens_per_sample,
+            self.cfg.sample_break_mode,
+            self.pos_weighting.tag_dictionary,
+            combine,
+        )
 
     def warn_short_sequences(self, blocks, split):
         """Say how many blocks hold fewer maskable tokens than --fe-segments,
@@ -246,7 +259,10 @@ class MaskedLMPlusTask(MaskedLMTask):
             logger.warning(
                 "%d of %d %s blocks have fewer than %d maskable tokens (--fe-segments): such a sequence "
                 "with n units gets n one-unit segments, and its other copies predict nothing",
-                short, len(blocks), split, segments,
+                short,
+                len(blocks),
+                split,
+                segments,
             )
 
     # --------------------------------------------------------------- masking
@@ -285,10 +301,7 @@ class MaskedLMPlusTask(MaskedLMTask):
             sample = repeat_per_copy(sample, masked.copies)
         sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
         sample["target"] = masked.target
-        sample["mask_counts"] = {
-            "mask_predicted": masked.predicted.sum(),
-            "mask_maskable": masked.maskable.sum(),
-        }
+        sample["mask_counts"] = {"mask_predicted": masked.predicted.sum(), "mask_maskable": masked.maskable.sum()}
         return sample
 
     # ------------------------------------------------------------ train/valid

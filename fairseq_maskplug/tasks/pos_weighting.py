@@ -64,10 +64,9 @@ class PosWeighting:
         pad: the token dictionary's pad id (``target`` holds it where nothing is predicted).
     """
 
-    def __init__(self, tag_dictionary: Dictionary, momentum: float, temperature: float, bias_correction: bool,
-                 pad: int):
+    def __init__(self, tag_dictionary: Dictionary, momentum: float, temperature: float, bias_correction: bool, pad: int):
         self.tag_dictionary = tag_dictionary
-        self.tags = list(tag_dictionary.symbols[tag_dictionary.nspecial:])
+        self.tags = list(tag_dictionary.symbols[tag_dictionary.nspecial :])
         self.pad = pad
         self.tracker = ClassLossTracker(len(self.tags), momentum, temperature, bias_correction)
 
@@ -146,7 +145,5 @@ class PosWeighting:
         if "pos_running_loss" not in state_dict:
             return
         if list(state_dict["pos_tags"]) != self.tags:
-            raise MaskingOptionError(
-                f"the checkpoint's POS tags {state_dict['pos_tags']} differ from this data's {self.tags}"
-            )
+            raise MaskingOptionError(f"the checkpoint's POS tags {state_dict['pos_tags']} differ from this data's {self.tags}")
         self.tracker.load_state_dict(state_dict["pos_running_loss"])

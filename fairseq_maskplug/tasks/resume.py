@@ -27,12 +27,28 @@ logger = logging.getLogger(__name__)
 # task options that decide the training masks (and the blocks that sample ids
 # name); compared on resume under their command-line names
 MASKING_TASK_OPTIONS = (
-    "tokens_per_sample", "sample_break_mode", "seed",
-    "mask_prob", "leave_unmasked_prob", "random_token_prob", "freq_weighted_replacement", "mask_whole_words",
-    "masking", "fe_segments", "fe_partition", "fe_mask_size",
-    "mask_schedule", "mask_schedule_start", "mask_schedule_end", "mask_schedule_warmup",
-    "content_weighting", "pos_momentum", "pos_temperature", "pos_bias_correction",
-    "valid_mask_prob", "valid_mask_seed",
+    "tokens_per_sample",
+    "sample_break_mode",
+    "seed",
+    "mask_prob",
+    "leave_unmasked_prob",
+    "random_token_prob",
+    "freq_weighted_replacement",
+    "mask_whole_words",
+    "masking",
+    "fe_segments",
+    "fe_partition",
+    "fe_mask_size",
+    "mask_schedule",
+    "mask_schedule_start",
+    "mask_schedule_end",
+    "mask_schedule_warmup",
+    "content_weighting",
+    "pos_momentum",
+    "pos_temperature",
+    "pos_bias_correction",
+    "valid_mask_prob",
+    "valid_mask_seed",
 )
 # registered tasks that draw masks on the device; presets differ only in defaults
 DEVICE_MASKING_TASKS = ("masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm")
@@ -78,8 +94,11 @@ def signature_differences(saved: Dict[str, Any], live: Dict[str, Any]) -> List[s
     covered by the ``--task`` / ``--criterion`` line."""
     if saved.get("--task") != live.get("--task"):
         return [f"--task: {saved.get('--task')} in the checkpoint, {live.get('--task')} now"]
-    return [f"{key}: {saved[key]} in the checkpoint, {live[key]} now"
-            for key in sorted(set(saved) & set(live)) if saved[key] != live[key]]
+    return [
+        f"{key}: {saved[key]} in the checkpoint, {live[key]} now"
+        for key in sorted(set(saved) & set(live))
+        if saved[key] != live[key]
+    ]
 
 
 def resume_checkpoint(cfg) -> Optional[str]:
@@ -131,7 +150,9 @@ def task_state_to_restore(task_cfg, criterion_cfg) -> Optional[dict]:
     if resolved(task_cfg, "reset_dataloader", False):
         logger.warning(
             "%s was trained with other masking options (--reset-dataloader given, so they are accepted and "
-            "the masks' running state starts afresh):\n  %s", path, listing,
+            "the masks' running state starts afresh):\n  %s",
+            path,
+            listing,
         )
         return None
     raise ResumeMismatchError(
