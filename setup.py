@@ -10,5 +10,5 @@ setup(
     packages=find_packages(include=["fairseq_maskplug", "fairseq_maskplug.*"]),
     package_data={"fairseq_maskplug": ["config/**/*.yaml"]},
     install_requires=["torch>=2.6", "fairseq-fixed==0.12.3.1", "numpy", "sentencepiece", "sacremoses"],
-    extras_require={"test": ["pytest", "pytest-xdist"], "plots": ["matplotlib"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff"], "plots": ["matplotlib"]},
 )

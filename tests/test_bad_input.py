@@ -16,6 +16,7 @@ from fairseq_maskplug.corpus.prepare import PrepareOptions, binarize, prepare_co
 from fairseq_maskplug.criterions.mapnet_masked_lm import MapnetMaskedLMConfig
 from fairseq_maskplug.errors import CorpusError
 from fairseq_maskplug.experiments.configurations import method_flags
+from fairseq_maskplug.models.mae_lm import DECODER_OPTIONS
 from fairseq_maskplug.tasks.config import MaskedLMPlusConfig
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
 
@@ -199,14 +200,7 @@ NO_INVALID_VALUE = {
     "no_decoder_projection": "a flag; the width mismatch it can cause is under decoder_embed_dim",
 }
 MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader"}  # other groups' options, read by the task
-MAE_OPTIONS = {
-    "decoder_layers",
-    "decoder_embed_dim",
-    "decoder_ffn_embed_dim",
-    "decoder_attention_heads",
-    "decoder_dropout",
-    "no_decoder_projection",
-}
+MAE_OPTIONS = set(DECODER_OPTIONS)
 
 OPTION_CASES = [(option, flags, message) for option, cases in OPTION_CATALOGUE.items() for flags, message in cases]
 

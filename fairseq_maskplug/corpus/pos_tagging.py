@@ -1,5 +1,6 @@
-"""Part-of-speech side input: tag words, give every sentencepiece piece its
-word's tag, and read the binarised tags back as classes aligned with tokens.
+"""Part-of-speech tags for corpus preparation: tag words and give every
+sentencepiece piece its word's tag (read back at training time by
+:mod:`fairseq_maskplug.data.pos_dataset`).
 
 Sources: the Brown corpus's gold tags mapped to the 12 universal tags
 (``en-brown.map``, Petrov et al. 2011), or spaCy's universal POS tags for raw

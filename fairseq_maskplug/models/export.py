@@ -22,15 +22,8 @@ from fairseq.tasks.masked_lm import MaskedLMConfig
 from omegaconf import OmegaConf
 
 from ..errors import ExportError
+from .mae_lm import DECODER_OPTIONS
 
-DECODER_KEYS = (
-    "decoder_layers",
-    "decoder_embed_dim",
-    "decoder_ffn_embed_dim",
-    "decoder_attention_heads",
-    "decoder_dropout",
-    "no_decoder_projection",
-)
 STOCK_TASK_FIELDS = {f.name for f in fields(MaskedLMConfig)} - {"seed"}
 
 
@@ -51,7 +44,7 @@ def roberta_config(cfg, out_dir: str):
         for key in cfg
         if key != "model"
     }
-    model = Namespace(**{k: v for k, v in vars(copy.deepcopy(cfg.model)).items() if k not in DECODER_KEYS})
+    model = Namespace(**{k: v for k, v in vars(copy.deepcopy(cfg.model)).items() if k not in DECODER_OPTIONS})
     model._name = model.arch = "roberta"
     plain["model"] = model
     task = {k: v for k, v in plain["task"].items() if k in STOCK_TASK_FIELDS}

@@ -37,6 +37,12 @@ from ..modules.mae_layout import gather_kept, kept_layout, scatter_kept
 
 logger = logging.getLogger(__name__)
 
+# the options MAE-LM adds to RoBERTa's: its pre-training decoder's
+DECODER_OPTIONS = (
+    "decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads", "decoder_dropout",
+    "no_decoder_projection",
+)  # fmt: skip
+
 
 @register_model("mae_lm")
 class MaeLMModel(RobertaModel):

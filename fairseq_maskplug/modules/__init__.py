@@ -1,1 +1,2 @@
-"""Model pieces: MAE-LM's positioned encoder, decoder and gather/scatter layout."""
+"""Model pieces: MAE-LM's positioned encoder, decoder and gather/scatter
+layout; the mask proposal network (MAPNet)."""
