@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import BROWN_ZIP, requires_brown  # noqa: F401  (re-exported for tests)
+from harness import BROWN_ZIP, TOKENS_PER_SAMPLE, requires_brown  # noqa: F401  (re-exported for tests)
 
 BROWN_SLICE_DOCUMENTS = 60
 BROWN_SLICE_VOCAB = 1000
@@ -39,7 +39,7 @@ def brown_task(brown_data):
     """A masked_lm_plus task on the Brown slice with train and valid loaded."""
     from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 
-    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
+    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1))
     task.load_dataset("train")
     task.load_dataset("valid")
     return task

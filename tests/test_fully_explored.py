@@ -10,7 +10,7 @@ from test_masking import PAD, draws_for, make_batch, make_masker, word_start_tab
 from test_task_masking import batches
 
 from fairseq_maskplug.masking import FullyExploredOptions, FullyExploredUnits
-from harness import logged_values, train_args, train_subprocess
+from harness import TOKENS_PER_SAMPLE, logged_values, train_args, train_subprocess
 
 
 def fully_explored_masks(masker, tokens, draws, options):
@@ -133,7 +133,9 @@ def test_dataset_form_masks_like_the_task(brown_data):
     from fairseq_maskplug.tasks.masked_lm_plus import FullyExploredMaskedLMConfig, FullyExploredMaskedLMTask
 
     task = FullyExploredMaskedLMTask.setup_task(
-        FullyExploredMaskedLMConfig(data=str(brown_data), tokens_per_sample=64, seed=3, fe_segments=4, mask_whole_words=True)
+        FullyExploredMaskedLMConfig(
+            data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=3, fe_segments=4, mask_whole_words=True
+        )
     )
     task.load_dataset("train")
     blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset

@@ -2,6 +2,7 @@
 
 import ast
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,14 @@ def test_masking_package_imports_no_fairseq():
         "assert not any(m.split('.')[0] == 'fairseq' for m in sys.modules), 'fairseq got imported'\n"
     )
     subprocess.run([sys.executable, "-c", blocker], check=True, cwd=MASKING_DIR.parents[1])
+
+
+def test_masking_package_names_no_command_line_flag():
+    """masking/ names its own parameters (the task translates them into
+    option names): no ``--flag`` anywhere in its source."""
+    for path in MASKING_DIR.glob("*.py"):
+        flags = re.findall(r"--[a-z][a-z-]+", path.read_text())
+        assert not flags, f"{path.name} names {flags}"
 
 
 def test_never_selects_special_tokens():

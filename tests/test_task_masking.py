@@ -7,6 +7,7 @@ from test_masking import uniform
 
 from fairseq_maskplug.data.vocabulary import word_start_table
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+from harness import TOKENS_PER_SAMPLE
 
 
 def batches(task, split="train", batch_size=32, limit=None):
@@ -86,7 +87,7 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
 
 def test_whole_word_masking_on_brown_never_splits_a_word(brown_data):
     task = MaskedLMPlusTask.setup_task(
-        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, mask_whole_words=True, seed=1)
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, mask_whole_words=True, seed=1)
     )
     task.load_dataset("train")
     starts_table = word_start_table(task.dictionary)
@@ -122,11 +123,13 @@ def test_validation_mask_is_fixed_and_standard(brown_data):
     the same masks for every sequence with seed 5, whole words, 30 %, 70/30/0
     and frequency-weighted replacement as with the defaults, in batches of 48
     instead of 16."""
-    default = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=64, seed=1))
+    default = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1)
+    )
     unusual = MaskedLMPlusTask.setup_task(
         MaskedLMPlusConfig(
             data=str(brown_data),
-            tokens_per_sample=64,
+            tokens_per_sample=TOKENS_PER_SAMPLE,
             seed=5,
             mask_prob=0.3,
             mask_whole_words=True,
@@ -171,7 +174,7 @@ def test_frequency_weighted_replacement_follows_dictionary_counts(brown_data):
         task = MaskedLMPlusTask.setup_task(
             MaskedLMPlusConfig(
                 data=str(brown_data),
-                tokens_per_sample=64,
+                tokens_per_sample=TOKENS_PER_SAMPLE,
                 seed=1,
                 random_token_prob=0.5,
                 leave_unmasked_prob=0.0,
@@ -202,7 +205,9 @@ def test_sharded_data_paths_rotate_by_epoch(brown_data, tmp_path):
     shutil.copy(brown_data / "dict.txt", shard / "dict.txt")
     for ext in ("bin", "idx"):
         shutil.copy(brown_data / f"valid.{ext}", shard / f"train.{ext}")
-    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(data=f"{brown_data}:{shard}", tokens_per_sample=64, seed=1))
+    task = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=f"{brown_data}:{shard}", tokens_per_sample=TOKENS_PER_SAMPLE, seed=1)
+    )
     task.load_dataset("train", epoch=1)
     first = len(task.dataset("train"))
     task.load_dataset("train", epoch=2)

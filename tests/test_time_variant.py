@@ -12,6 +12,7 @@ from fairseq_maskplug.masking.class_losses import ClassLossTracker, class_loss_s
 from fairseq_maskplug.masking.schedules import SCHEDULES, RatioSchedule
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import (
+    TOKENS_PER_SAMPLE,
     checkpoint_state,
     dump_task_state_preamble,
     logged_values,
@@ -83,7 +84,7 @@ def test_logged_realised_ratio_follows_the_cosine_schedule(brown_data, tmp_path)
 
 
 def pos_task(data, **overrides):
-    cfg = MaskedLMPlusConfig(data=str(data), tokens_per_sample=64, seed=1, content_weighting="pos", **overrides)
+    cfg = MaskedLMPlusConfig(data=str(data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1, content_weighting="pos", **overrides)
     return MaskedLMPlusTask.setup_task(cfg)
 
 

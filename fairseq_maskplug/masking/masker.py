@@ -96,7 +96,7 @@ class Masker:
             replacement ids (zero for specials and ``<mask>``).
         word_start_table: optional (V,) bool, True for pieces that start a
             word; when given, units are whole words (corrupted together) and
-            ratios count words, as in stock ``--mask-whole-words``.
+            ratios count words, as stock fairseq's whole-word masking does.
     """
 
     def __init__(

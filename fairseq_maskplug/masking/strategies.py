@@ -143,4 +143,4 @@ class ProposalMasking:
     proposal: ProposalUnits
     uniform: UniformUnits
     model_dim: int  # width of the main model's embeddings
-    max_positions: int  # longest block (--tokens-per-sample)
+    max_positions: int  # the longest block the task makes
