@@ -22,4 +22,4 @@ except ModuleNotFoundError as error:
 else:
     from . import criterions, models, tasks  # noqa: E402,F401
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,7 +17,8 @@ from fairseq_maskplug.experiments.configurations import TINY, method_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO_ROOT / "fairseq_maskplug")
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# the shared data (Brown corpus and its tag map); MASKPLUG_SHARED_DATA points elsewhere
+SHARED_DATA = Path(os.environ.get("MASKPLUG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 BROWN_ZIP = SHARED_DATA / "brown.zip"
 BROWN_MAP = SHARED_DATA / "en-brown.map"
 
@@ -41,18 +42,20 @@ def train_args(
     total_updates: int = None,
     batch_size: int = 8,
     seed: int = 1,
+    cpu: bool = True,
     extra: Sequence[str] = (),
 ) -> List[str]:
     """fairseq-train arguments for the TINY configuration (2 layers, width 64)
     on the CPU.
 
     ``total_updates`` fixes the LR schedule's length independently of
-    ``updates`` (the stopping point), as a resumed run needs.
+    ``updates`` (the stopping point), as a resumed run needs; ``cpu=False``
+    trains on a visible GPU.
     """
     total = total_updates or updates
     return [
         str(data), "--user-dir", USER_DIR, "--task", task, "--criterion", "masked_lm",
-        *dataclasses.replace(TINY, batch_size=batch_size).flags(total), "--max-update", str(updates),
+        *dataclasses.replace(TINY, batch_size=batch_size).flags(total, cpu=cpu), "--max-update", str(updates),
         "--seed", str(seed), "--save-dir", str(save_dir), "--no-epoch-checkpoints",
         "--validate-interval-updates", str(total), "--log-format", "simple", "--log-interval", "5", *extra,
     ]  # fmt: skip

@@ -165,6 +165,26 @@ def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, c
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
+def test_a_checkpoint_of_the_old_per_sequence_generator_draws_is_refused_or_reset(checkpoints, brown_data, tmp_path):
+    """fairseq-maskplug 0.1 drew masks from one seeded generator per sequence
+    and saved no draws version: the same options now draw other masks, so
+    such a checkpoint is refused, naming the change, unless the user resets."""
+    save_dir = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "default", save_dir)
+    state = checkpoint_state(save_dir / "checkpoint_last.pt")
+    assert state["task_state"]["mask_draws"] == "counter-splitmix64-v1"
+    del state["task_state"]["mask_draws"]
+    torch.save(state, save_dir / "checkpoint_last.pt")
+    with pytest.raises(
+        ResumeMismatchError,
+        match=r"mask draws: per-sequence seeded generators \(fairseq-maskplug 0\.1\) "
+        r"in the checkpoint, counter-splitmix64-v1 now",
+    ):
+        train_in_process(train_args(brown_data, save_dir, **dict(BASE_RUN, updates=4)))
+    train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4, extra=["--reset-dataloader"]))
+    assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
+
+
 def test_a_legacy_format_checkpoint_is_checked_too(checkpoints, brown_data, tmp_path):
     """Checkpoints written before torch's zip format (the published
     roberta.base, say) cannot be memory-mapped: they are read whole."""

@@ -183,16 +183,6 @@ def test_a_sequences_mask_does_not_depend_on_its_batch_or_padding():
         assert torch.equal(wide.src_tokens[row, :40], batch.src_tokens[row])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_same_masks_on_cpu_and_cuda():
-    tokens = make_batch(rows=128, length=96)
-    masker = make_masker(word_starts=word_start_table())
-    cpu = uniform(masker, tokens, 0.15, draws_for(tokens, 1, 5))
-    gpu = uniform(masker, tokens.cuda(), 0.15, draws_for(tokens, 1, 5, device="cuda"))
-    assert torch.equal(cpu.src_tokens, gpu.src_tokens.cpu())
-    assert torch.equal(cpu.target, gpu.target.cpu())
-
-
 def test_invalid_rules_are_refused():
     with pytest.raises(ValueError, match="`leave_unmasked_prob` \\+ `random_token_prob` must be at most 1"):
         CorruptionRule(0.6, 0.5)

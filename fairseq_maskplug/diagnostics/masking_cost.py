@@ -1,16 +1,19 @@
 """Cost of making masks: stock ``MaskTokensDataset`` (per item, in data
-loading) against this project's ``Masker`` (per batch, on the device).
+loading) against this project's masking (per batch, on the device).
 
 Both mask the same sequences (random ordinary tokens after ``<s>``) at 15 %,
 80/10/10. Stock's cost is what its collater pays per sequence: the source
 item and the target item, each of which draws the mask again from the item's
-seeded numpy generator. The Masker's cost is the per-sequence draws (CPU
-generators, moved to the device) plus the masking arithmetic on the device.
+seeded numpy generator. Ours is the uniform strategy's, draws (the
+counter-based hash, computed where it is used) and masking arithmetic, on
+the device, in batches of several sizes: its cost per sequence should not
+grow with the batch.
 """
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +22,9 @@ from fairseq.data import Dictionary, ListDataset, MaskTokensDataset
 from ..data.vocabulary import build_masker
 from ..masking import CorruptionRule, MaskDraws, RatioSchedule, UniformUnits
 
+BATCH_SIZES = (8, 32, 256)
+REFERENCE_BATCH = 32  # the batch the ratio to stock is taken at
+
 
 @dataclass
 class MaskingCost:
@@ -26,12 +32,41 @@ class MaskingCost:
     length: int
     device: str
     stock_seconds: float  # MaskTokensDataset: source + target item for every sequence
-    masker_seconds: float  # draws + Masker, in batches
-    masker_draws_seconds: float  # of which: the per-sequence draws
+    masker_seconds: float  # draws + masking, in batches of REFERENCE_BATCH
+    masker_draws_seconds: float  # of which: computing the draws
+    seconds_by_batch: Dict[int, float] = field(default_factory=dict)  # batch size -> seconds for all sequences
 
     @property
     def stock_over_masker(self) -> float:
         return self.stock_seconds / self.masker_seconds
+
+
+class TimedDraws(MaskDraws):
+    """MaskDraws that add the (synchronised) time spent computing them to ``seconds``."""
+
+    seconds = 0.0
+
+    def _timed(self, compute, *args):
+        synchronize(self.keys.device)
+        started = time.perf_counter()
+        values = compute(*args)
+        synchronize(self.keys.device)
+        TimedDraws.seconds += time.perf_counter() - started
+        return values
+
+    def hashes(self, slot):
+        return self._timed(super().hashes, slot)
+
+    def at(self, slot, rows, positions):
+        return self._timed(super().at, slot, rows, positions)
+
+    def per_sequence(self, slot):
+        return self._timed(super().per_sequence, slot)
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def random_sequences(dictionary: Dictionary, sequences: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -62,28 +97,25 @@ def stock_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor) -
     return time.perf_counter() - started
 
 
-def masker_seconds(dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, device: str, batch_size: int):
-    """(total seconds, of which draws) to mask ``tokens`` in batches on ``device``."""
+def masker_seconds(
+    dictionary: Dictionary, mask_idx: int, tokens: torch.Tensor, device: str, batch_size: int, draws_type=MaskDraws
+) -> float:
+    """Seconds to mask ``tokens`` in batches of ``batch_size`` on ``device``
+    (the sample ids already there, as a batch's are)."""
     strategy = UniformUnits(
         build_masker(dictionary, mask_idx, CorruptionRule(0.1, 0.1), whole_words=False, frequency_weighted=False),
         RatioSchedule.build("constant", 0.15, 0),
     )
-    batches = [tokens[i : i + batch_size].to(device) for i in range(0, len(tokens), batch_size)]
-    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    strategy(batches[0], MaskDraws.for_sequences("train", 1, 0, range(len(batches[0])), tokens.size(1), device), 0)
-    synchronize()  # warm-up (lazy CUDA initialisation, allocator)
-    total = draws_total = 0.0
-    for number, batch in enumerate(batches):
-        started = time.perf_counter()
-        ids = range(number * batch_size, number * batch_size + len(batch))
-        draws = MaskDraws.for_sequences("train", 1, 1, ids, batch.size(1), device)
-        synchronize()
-        drawn = time.perf_counter()
-        strategy(batch, draws, 1)
-        synchronize()
-        total += time.perf_counter() - started
-        draws_total += drawn - started
-    return total, draws_total
+    tokens = tokens.to(device)
+    ids = torch.arange(len(tokens), device=device)
+    batches = [(tokens[i : i + batch_size], ids[i : i + batch_size]) for i in range(0, len(tokens), batch_size)]
+    strategy(batches[0][0], draws_type.for_sequences("train", 1, 0, batches[0][1], tokens.size(1), device), 0)
+    synchronize(device)  # warm-up (lazy CUDA initialisation, allocator)
+    started = time.perf_counter()
+    for batch, batch_ids in batches:
+        strategy(batch, draws_type.for_sequences("train", 1, 1, batch_ids, batch.size(1), device), 1)
+    synchronize(device)
+    return time.perf_counter() - started
 
 
 def masking_cost(
@@ -91,19 +123,20 @@ def masking_cost(
     sequences: int = 1000,
     length: int = 512,
     device: str = "cpu",
-    batch_size: int = 32,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
     repeats: int = 3,
 ) -> MaskingCost:
     """Medians over ``repeats`` passes over the same ``sequences``."""
     mask_idx = dictionary.index("<mask>") if "<mask>" in dictionary.indices else dictionary.add_symbol("<mask>")
     tokens = random_sequences(dictionary, sequences, length)
-    stock = [stock_seconds(dictionary, mask_idx, tokens) for _ in range(repeats)]
-    masker = [masker_seconds(dictionary, mask_idx, tokens, device, batch_size) for _ in range(repeats)]
-    return MaskingCost(
-        sequences,
-        length,
-        device,
-        statistics.median(stock),
-        statistics.median(total for total, _ in masker),
-        statistics.median(draws for _, draws in masker),
-    )
+    stock = statistics.median(stock_seconds(dictionary, mask_idx, tokens) for _ in range(repeats))
+    by_batch = {
+        batch: statistics.median(masker_seconds(dictionary, mask_idx, tokens, device, batch) for _ in range(repeats))
+        for batch in sorted(set(batch_sizes) | {REFERENCE_BATCH})
+    }
+    draws = []
+    for _ in range(repeats):
+        TimedDraws.seconds = 0.0
+        masker_seconds(dictionary, mask_idx, tokens, device, REFERENCE_BATCH, TimedDraws)
+        draws.append(TimedDraws.seconds)
+    return MaskingCost(sequences, length, device, stock, by_batch[REFERENCE_BATCH], statistics.median(draws), by_batch)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List
 
+from ..diagnostics.masking_cost import REFERENCE_BATCH, MaskingCost
 from ..masking import default_segments
 from .configurations import ENCODERS, method_flags
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
@@ -274,20 +275,30 @@ def markdown(summaries: Dict[str, dict], table: Dict[str, dict], cost, settings:
                 f"whole updates (fixed costs included) {mae['text_tokens_per_s']:.3f}x."
             ),
         ]
-    lines += [
+    return "\n".join(lines + ["", masking_cost_markdown(cost)])
+
+
+def masking_cost_markdown(cost: MaskingCost) -> str:
+    """Stock's cost against ours at each batch size, and the draws' share."""
+
+    def microseconds(seconds: float) -> float:
+        return seconds * 1e6 / cost.sequences
+
+    lines = [
+        f"Masking cost, {cost.sequences} sequences × {cost.length} tokens (15 %, 80/10/10), on {cost.device}:",
         "",
-        f"Masking cost, {cost.sequences} sequences × {cost.length} tokens (15 %, 80/10/10):",
-        "",
-        "| masking | seconds per 1,000 sequences | µs per sequence | × Masker |",
-        "|---|---:|---:|---:|",
+        "| masking | µs per sequence | stock ÷ this |",
+        "|---|---:|---:|",
         "| stock `MaskTokensDataset` (data loading, CPU; source + target item) | "
-        f"{cost.stock_seconds * 1000 / cost.sequences:.3f} | "
-        f"{cost.stock_seconds * 1e6 / cost.sequences:.1f} | {cost.stock_over_masker:.1f} |",
-        f"| `Masker` on {cost.device} (draws + masking) | {cost.masker_seconds * 1000 / cost.sequences:.3f} | "
-        f"{cost.masker_seconds * 1e6 / cost.sequences:.1f} | 1.0 |",
-        f"| of which the per-sequence draws | {cost.masker_draws_seconds * 1000 / cost.sequences:.3f} | "
-        f"{cost.masker_draws_seconds * 1e6 / cost.sequences:.1f} | |",
+        f"{microseconds(cost.stock_seconds):.1f} | 1.0 |",
     ]
+    for batch, seconds in sorted(cost.seconds_by_batch.items()):
+        per_sequence, ratio = microseconds(seconds), cost.stock_seconds / seconds
+        lines.append(f"| uniform strategy, batches of {batch} (draws + masking) | {per_sequence:.1f} | {ratio:.1f} |")
+    share = cost.masker_draws_seconds / cost.masker_seconds
+    lines.append(
+        f"| of which the draws, batches of {REFERENCE_BATCH} | {microseconds(cost.masker_draws_seconds):.1f} ({share:.0%}) | |"
+    )
     return "\n".join(lines)
 
 

@@ -68,14 +68,16 @@ class TrainingConfiguration:
     updates: int
     optimizer: OptimizerRecipe = field(default_factory=OptimizerRecipe)
 
-    def flags(self, updates: int = None) -> List[str]:
+    def flags(self, updates: int = None, cpu: bool = True) -> List[str]:
         """``fairseq-train`` flags for everything but the data, the method and
-        where to save (``updates`` overrides the configured length)."""
+        where to save (``updates`` overrides the configured length; ``cpu``:
+        train on the CPU even where a GPU is visible)."""
         updates = updates or self.updates
         return [
             *self.encoder.flags(), "--tokens-per-sample", str(self.tokens_per_sample),
             "--max-positions", str(self.tokens_per_sample), "--sample-break-mode", "none",
-            *self.optimizer.flags(updates), "--batch-size", str(self.batch_size), "--cpu", "--num-workers", "0",
+            *self.optimizer.flags(updates), "--batch-size", str(self.batch_size), "--num-workers", "0",
+            *(["--cpu"] if cpu else []),
         ]  # fmt: skip
 
 

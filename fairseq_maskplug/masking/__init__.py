@@ -2,7 +2,7 @@
 
 - :mod:`.units`, :mod:`.selection`, :mod:`.corruption`: maskable positions,
   whole-word units, choosing units by rank or within a token budget, 80/10/10.
-- :mod:`.draws`: the per-sequence random draws every mask is made from.
+- :mod:`.draws`: the counter-based random draws every mask is made from.
 - :mod:`.masker`: the :class:`Masker` (a vocabulary's units and corruption)
   and :class:`MaskedTokens`, what every strategy returns.
 - :mod:`.strategies`: one strategy per way of choosing units (uniform,
@@ -15,8 +15,8 @@ Errors are plain ``ValueError``s that name the parameters of this package in
 backticks (```segments```); the task translates them into option names.
 """
 
-from .corruption import Corruption, CorruptionRule, corrupt
-from .draws import MaskDraws, sequence_generator, sequence_seed
+from .corruption import Corruption, CorruptionRule
+from .draws import MaskDraws, SequenceSlot, Slot, sequence_seed
 from .fully_explored import FullyExploredOptions, default_segments, segment_ids
 from .masker import MaskedTokens, Masker, Units, UnitSelection
 from .schedules import RatioSchedule
@@ -45,17 +45,17 @@ __all__ = [
     "ProposalMasking",
     "ProposalUnits",
     "RatioSchedule",
+    "SequenceSlot",
+    "Slot",
     "UniformUnits",
     "UnitSelection",
     "Units",
     "WeightedUnits",
-    "corrupt",
     "default_segments",
     "expand_units",
     "maskable_positions",
     "segment_ids",
     "select_by_rank",
-    "sequence_generator",
     "sequence_seed",
     "stochastic_counts",
     "unit_start_index",

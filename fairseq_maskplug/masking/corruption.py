@@ -1,7 +1,7 @@
 """The 80/10/10 rule: what the model sees at the positions it must predict."""
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Tuple
 
 import torch
 
@@ -28,41 +28,44 @@ class CorruptionRule:
                 f"positions), got {self.leave_unmasked_prob} + {self.random_token_prob}"
             )
 
+    def decide(self, decision_noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(kept, randomised, replaced by ``<mask>``), bool, the shape of
+        ``decision_noise`` (uniforms in [0, 1)): kept below
+        ``leave_unmasked_prob``, randomised in the next ``random_token_prob``."""
+        kept = decision_noise < self.leave_unmasked_prob
+        randomised = ~kept & (decision_noise < self.leave_unmasked_prob + self.random_token_prob)
+        return kept, randomised, ~kept & ~randomised
+
 
 @dataclass
 class Corruption:
-    """Bool (B, L) partition of the predicted positions, plus the input tokens."""
+    """How the predicted positions of an (N, L) batch were corrupted.
+
+    src_tokens: (N, L) the input the model sees.
+    rows, positions: (P,) the P predicted positions.
+    decision: (P,) their 80/10/10 decision uniforms; ``rule`` reads them.
+    The three bool (N, L) partitions of the predicted positions are made on
+    demand (training with the stock criterion never asks for them).
+    """
 
     src_tokens: torch.Tensor
-    replaced_by_mask: torch.Tensor
-    replaced_by_random: torch.Tensor
-    kept: torch.Tensor
+    rows: torch.Tensor
+    positions: torch.Tensor
+    decision: torch.Tensor
+    rule: CorruptionRule
 
+    def _where(self, chosen: torch.Tensor) -> torch.Tensor:
+        flags = torch.zeros(self.src_tokens.shape, dtype=torch.bool, device=self.src_tokens.device)
+        return flags.index_put_((self.rows[chosen], self.positions[chosen]), torch.ones_like(chosen[chosen]))
 
-def corrupt(
-    tokens: torch.Tensor,
-    predicted: torch.Tensor,
-    decision_noise: torch.Tensor,
-    token_noise: torch.Tensor,
-    replacement_ids: Callable[[torch.Tensor], torch.Tensor],
-    mask_idx: int,
-    rule: CorruptionRule,
-) -> Corruption:
-    """Apply the rule at ``predicted`` positions of ``tokens``.
+    @property
+    def replaced_by_mask(self) -> torch.Tensor:
+        return self._where(self.rule.decide(self.decision)[2])
 
-    Args:
-        tokens: (B, L) clean token ids.
-        predicted: (B, L) bool, the positions to predict.
-        decision_noise: (B, L) uniforms in [0, 1); a position is kept when its
-            value is below ``leave_unmasked_prob``, randomised when it lies in
-            the next ``random_token_prob``. Whole-word callers pass one value per
-            word so that a word is treated as one.
-        token_noise: (B, L) uniforms; a randomised position gets the id
-            ``replacement_ids`` maps its uniform to (only those are looked up).
-    """
-    kept = predicted & (decision_noise < rule.leave_unmasked_prob)
-    randomised = predicted & ~kept & (decision_noise < rule.leave_unmasked_prob + rule.random_token_prob)
-    masked = predicted & ~kept & ~randomised
-    src_tokens = torch.where(masked, torch.full_like(tokens, mask_idx), tokens)
-    src_tokens = src_tokens.masked_scatter(randomised, replacement_ids(token_noise[randomised]).to(tokens.dtype))
-    return Corruption(src_tokens, masked, randomised, kept)
+    @property
+    def replaced_by_random(self) -> torch.Tensor:
+        return self._where(self.rule.decide(self.decision)[1])
+
+    @property
+    def kept(self) -> torch.Tensor:
+        return self._where(self.rule.decide(self.decision)[0])

@@ -11,10 +11,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from .corruption import Corruption, CorruptionRule, corrupt
-from .draws import MaskDraws
+from .corruption import Corruption, CorruptionRule
+from .draws import MaskDraws, Slot
 from .selection import expand_units
-from .units import maskable_positions, unit_lengths, unit_start_index, unit_starts
+from .units import unit_lengths, unit_start_index, unit_starts
 
 
 @dataclass
@@ -23,14 +23,20 @@ class Units:
 
     maskable: (B, L) bool, positions that may be predicted.
     starts: (B, L) bool, the first position of every unit (always maskable).
+    single_tokens: every unit is one token (``starts`` equals ``maskable``).
     """
 
     maskable: torch.Tensor
     starts: torch.Tensor
+    single_tokens: bool = False
 
     def start_index(self) -> torch.Tensor:
         """Long (B, L): each position's unit start (see :func:`unit_start_index`)."""
         return unit_start_index(self.starts)
+
+    def start_of(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Long (N,): the unit start of each of the N maskable positions (rows, positions)."""
+        return positions if self.single_tokens else self.start_index()[rows, positions]
 
     def lengths(self) -> torch.Tensor:
         """Long (B, L): each unit's token count at its start, 0 elsewhere."""
@@ -43,6 +49,8 @@ class Units:
     def spread(self, at_starts: torch.Tensor) -> torch.Tensor:
         """(B, L): every maskable position takes the value its unit's start
         holds in ``at_starts`` (B, L); other positions take False / 0."""
+        if self.single_tokens:
+            return at_starts & self.maskable if at_starts.dtype == torch.bool else at_starts * self.maskable
         return expand_units(at_starts, self.start_index(), self.maskable)
 
 
@@ -85,7 +93,7 @@ class MaskedTokens:
 
 
 class Masker:
-    """Units and corruption for one vocabulary.
+    """Units and corruption for one vocabulary of V ids.
 
     Args:
         mask_idx: id of ``<mask>``.
@@ -113,9 +121,14 @@ class Masker:
         self.mask_idx = mask_idx
         self.pad_idx = pad_idx
         self.special_ids = tuple(sorted(set(special_ids) | {pad_idx}))
+        self.selectable = torch.ones(replacement_weights.numel(), dtype=torch.bool)
+        self.selectable[list(self.special_ids)] = False
         self.rule = rule
         weights = replacement_weights.to(torch.float64)
         self.replacement_cdf = weights.cumsum(0) / weights.sum()
+        support = weights.nonzero().flatten()
+        # equal weights (the default): the id is the support's entry at floor(u · size), no search needed
+        self.replacement_support = support if bool((weights[support] == weights[support[0]]).all()) else None
         self.word_start_table = word_start_table
         self._on_device = {}
 
@@ -128,16 +141,20 @@ class Masker:
 
     def replacement_tokens(self, token_noise: torch.Tensor) -> torch.Tensor:
         """Long, shape of ``token_noise``: ids drawn from the replacement
-        weights by inverse-CDF lookup of the uniforms (O(log V) each; called
-        on the randomised positions only)."""
+        weights by inverse-CDF lookup of the uniforms (a direct index when the
+        weights are equal, else an O(log V) search)."""
+        if self.replacement_support is not None:
+            support = self._table("replacement_support", token_noise.device)
+            return support[(token_noise * support.numel()).long().clamp_(max=support.numel() - 1)]
         cdf = self._table("replacement_cdf", token_noise.device)
         return torch.searchsorted(cdf, token_noise, right=True).clamp_(max=cdf.numel() - 1)
 
     def units(self, tokens: torch.Tensor) -> Units:
-        """The units of ``tokens`` (B, L)."""
-        maskable = maskable_positions(tokens, self.special_ids)
-        table = None if self.word_start_table is None else self._table("word_start_table", tokens.device)
-        return Units(maskable, unit_starts(tokens, maskable, table))
+        """The units of ``tokens`` (B, L) (ids below V)."""
+        maskable = self._table("selectable", tokens.device)[tokens]
+        if self.word_start_table is None:
+            return Units(maskable, maskable, single_tokens=True)
+        return Units(maskable, unit_starts(tokens, maskable, self._table("word_start_table", tokens.device)))
 
     def corrupt(
         self,
@@ -150,15 +167,26 @@ class Masker:
     ) -> MaskedTokens:
         """Corrupt ``copies`` copies of ``tokens`` (B, L) at ``predicted``
         (B·copies, L) bool, sequence-major; whole units must be predicted
-        together. A unit gets one 80/10/10 decision (its start's draw) and
-        every position one replacement uniform, from the sequence's draws,
-        so a unit is corrupted alike in whichever copy predicts it."""
-        decision = units.spread(draws.decision_noise)
-        maskable, token_noise = units.maskable, draws.token_noise
+        together. A unit's 80/10/10 decision is its start's DECISION draw and
+        a randomised position's id comes from its own TOKEN draw, so a unit
+        is corrupted alike in whichever copy predicts it. Only the predicted
+        positions are drawn and written (replacement ids are looked up for
+        all of them: cheaper than selecting the randomised ones first)."""
         if copies > 1:
-            tokens, maskable, decision, token_noise = (
-                x.repeat_interleave(copies, dim=0) for x in (tokens, maskable, decision, token_noise)
-            )
-        corruption = corrupt(tokens, predicted, decision, token_noise, self.replacement_tokens, self.mask_idx, self.rule)
-        target = torch.where(predicted, tokens, torch.full_like(tokens, self.pad_idx))
-        return MaskedTokens(corruption.src_tokens, target, predicted, maskable, corruption, copies, selection)
+            tokens, maskable = tokens.repeat_interleave(copies, dim=0), units.maskable.repeat_interleave(copies, dim=0)
+        else:
+            maskable = units.maskable
+        rows, positions = predicted.nonzero(as_tuple=True)
+        sequences = torch.div(rows, copies, rounding_mode="floor") if copies > 1 else rows
+        # one pass of the hash: a unit's decision (at its start) and each position's replacement uniform
+        decision, token_noise = draws.at_slots(
+            (Slot.DECISION, Slot.TOKEN), sequences, (units.start_of(sequences, positions), positions)
+        )
+        kept, randomised, _ = self.rule.decide(decision)
+        original = tokens[rows, positions]
+        replacement = self.replacement_tokens(token_noise).to(tokens.dtype)
+        seen = torch.where(kept, original, torch.where(randomised, replacement, torch.full_like(original, self.mask_idx)))
+        src_tokens = tokens.index_put((rows, positions), seen)
+        target = torch.full_like(tokens, self.pad_idx).index_put_((rows, positions), original)
+        corruption = Corruption(src_tokens, rows, positions, decision, self.rule)
+        return MaskedTokens(src_tokens, target, predicted, maskable, corruption, copies, selection)

@@ -28,9 +28,10 @@ def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.T
     """Bool (B, L): per row, the ``counts[b]`` eligible positions of lowest score.
 
     Args:
-        scores: (B, L) float; lower is chosen first. Uniform scores give a
-            uniform subset; ``-log(u) / q`` (exponential races) gives sampling
-            without replacement proportional to ``q``.
+        scores: (B, L) float or int; lower is chosen first. Uniform scores
+            (or uniformly distributed hashes) give a uniform subset;
+            ``-log(u) / q`` (exponential races) gives sampling without
+            replacement proportional to ``q``.
         eligible: (B, L) bool; only these can be chosen.
         counts: (B,) long, at most the number of eligible positions per row.
 
@@ -41,10 +42,11 @@ def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.T
     """
     if scores.numel() == 0:
         return torch.zeros_like(eligible)
-    ranked = torch.where(eligible, scores, torch.full_like(scores, float("inf")))
+    last = float("inf") if scores.is_floating_point() else torch.iinfo(scores.dtype).max
+    ranked = scores.masked_fill(~eligible, last)
     lowest = torch.topk(ranked, int(counts.max()), dim=1, largest=False, sorted=True).indices
     rank_is_chosen = torch.arange(lowest.size(1), device=scores.device).unsqueeze(0) < counts.unsqueeze(1)
-    return torch.zeros_like(eligible).scatter(1, lowest, rank_is_chosen)
+    return torch.zeros_like(eligible).scatter_(1, lowest, rank_is_chosen)
 
 
 def expand_units(unit_value: torch.Tensor, start_index: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .draws import MaskDraws
+from .draws import MaskDraws, Slot
 from .fully_explored import FullyExploredOptions, segment_ids
 from .masker import MaskedTokens, Masker, UnitSelection
 from .selection import exponential_race_keys, select_by_rank, select_within_budget, stochastic_counts
@@ -56,7 +56,8 @@ class UniformUnits(MaskingStrategy):
     def __call__(self, tokens, draws, update_num, unit_weights=None):
         units = self.masker.units(tokens)
         counts = stochastic_counts(units.count(), self.ratio(update_num), draws.rounding_noise)
-        chosen = select_by_rank(draws.unit_scores, units.starts, counts)
+        # a uniform random order: the raw 64-bit hashes, uniformly distributed, ranked as they are
+        chosen = select_by_rank(draws.hashes(Slot.UNIT_SCORE), units.starts, counts)
         return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
 
 

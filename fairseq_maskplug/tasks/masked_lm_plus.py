@@ -50,6 +50,7 @@ from ..masking import (
     UniformUnits,
     WeightedUnits,
 )
+from ..masking.draws import VERSION as DRAWS_VERSION
 from .config import (
     FullyExploredMaskedLMConfig,
     MaskedLMPlusConfig,
@@ -190,8 +191,10 @@ class MaskedLMPlusTask(MaskedLMTask):
     # ----------------------------------------------------------------- state
 
     def state_dict(self):
-        """The running state fairseq saves as ``task_state`` in checkpoints."""
-        return {} if self.pos_weighting is None else self.pos_weighting.state_dict()
+        """The running state fairseq saves as ``task_state`` in checkpoints,
+        and the version of the random draws the masks were made from."""
+        state = {"mask_draws": DRAWS_VERSION}
+        return state if self.pos_weighting is None else state | self.pos_weighting.state_dict()
 
     def load_state_dict(self, state_dict):
         if self.pos_weighting is not None:

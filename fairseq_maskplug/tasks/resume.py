@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from ..errors import ResumeMismatchError
+from ..masking.draws import VERSION as DRAWS_VERSION
 from .config import flag, resolved
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ MASKING_TASK_OPTIONS = (
 )
 # registered tasks that draw masks on the device; presets differ only in defaults
 DEVICE_MASKING_TASKS = ("masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm")
+DEVICE_MASKING_SIGNATURE = "masked_lm_plus (or a preset)"
 # criteria whose options change the masks (all their options but the seed mirror)
 MASKING_CRITERIA = ("mapnet_masked_lm",)
 
@@ -70,7 +72,7 @@ def masking_signature(task: Mapping, criterion: Mapping, max_update: Optional[in
     name = task.get("_name")
     if name not in DEVICE_MASKING_TASKS:
         return {"--task": name}
-    signature = {"--task": "masked_lm_plus (or a preset)"}
+    signature = {"--task": DEVICE_MASKING_SIGNATURE}
     signature.update({flag(key): _plain(task.get(key)) for key in MASKING_TASK_OPTIONS})
     if str(task.get("mask_schedule")) != "constant":
         signature["--mask-schedule-updates"] = task.get("mask_schedule_updates") or max_update
@@ -99,6 +101,16 @@ def signature_differences(saved: Dict[str, Any], live: Dict[str, Any]) -> List[s
         for key in sorted(set(saved) & set(live))
         if saved[key] != live[key]
     ]
+
+
+def draws_difference(saved_version: Optional[str]) -> List[str]:
+    """The line naming a change of the random draws masks are made from
+    (fairseq-maskplug 0.1 drew them from one seeded generator per sequence;
+    its checkpoints carry no version), or none."""
+    if saved_version == DRAWS_VERSION:
+        return []
+    saved = saved_version or "per-sequence seeded generators (fairseq-maskplug 0.1)"
+    return [f"mask draws: {saved} in the checkpoint, {DRAWS_VERSION} now (the same options draw other masks)"]
 
 
 def resume_checkpoint(cfg) -> Optional[str]:
@@ -141,6 +153,8 @@ def task_state_to_restore(task_cfg, criterion_cfg) -> Optional[dict]:
             saved_cfg["task"], saved_cfg.get("criterion") or {}, (saved_cfg.get("optimization") or {}).get("max_update")
         )
         differences = signature_differences(saved, live_masking_signature(task_cfg, criterion_cfg))
+        if saved.get("--task") == DEVICE_MASKING_SIGNATURE:
+            differences += draws_difference((state.get("task_state") or {}).get("mask_draws"))
     if not differences:
         task_state = state.get("task_state") or None
         if task_state:
