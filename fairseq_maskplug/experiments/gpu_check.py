@@ -50,7 +50,7 @@ def markdown(tests: List[Dict], benchmark: Dict, env: Dict[str, str]) -> str:
     for record in tests:
         losses = ""
         if "fp16_valid_bits" in record:
-            losses = f"{record['fp32_valid_bits']:.4f} / {record['fp16_valid_bits']:.4f}"
+            losses = f"{record['fp32_valid_bits']:.5f} / {record['fp16_valid_bits']:.5f}"
         lines.append(f"| {record['test']} | {record['outcome']} | {record['seconds']:.1f} | {losses} |")
     passed = sum(r["outcome"] == "passed" for r in tests)
     lines += ["", f"{passed} of {len(tests)} CUDA tests passed.", ""]
