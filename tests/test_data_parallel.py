@@ -31,6 +31,7 @@ from harness import (
     start_fairseq_train,
     train_args,
     train_data_parallel,
+    train_subprocess,
 )
 
 B = 4
@@ -107,3 +108,24 @@ def test_two_ranks_of_batch_b_match_one_rank_of_batch_2b(method, two_batch_data,
         running = [state["task_state"]["pos_running_loss"]["running"] for state in (one, two)]
         assert running[0].gt(0).sum() >= 8
         assert torch.allclose(running[0], running[1], rtol=0, atol=TOLERANCE)
+
+
+def test_pos_running_losses_move_once_per_update_whatever_the_update_freq(two_batch_data, tmp_path):
+    """--update-freq 2 with batch B reaches the running losses (and the
+    parameters) --update-freq 1 with batch 2B reaches: the per-tag sums of an
+    update's micro-batches are added up and move the averages once, at the
+    optimizer step, as the reference moves them once per step."""
+    method = "time_variant_pos"
+    single = run_args(method, two_batch_data, tmp_path / "one", 2 * B)
+    accumulated = run_args(method, two_batch_data, tmp_path / "two", B) + ["--update-freq", "2"]
+    train_subprocess(single)
+    train_subprocess(accumulated)
+    one, two = (checkpoint_state(tmp_path / name / "checkpoint_last.pt") for name in ("one", "two"))
+    assert one["optimizer_history"][-1]["num_updates"] == two["optimizer_history"][-1]["num_updates"] == UPDATES
+    running = [state["task_state"]["pos_running_loss"] for state in (one, two)]
+    assert torch.equal(running[0]["observations"], running[1]["observations"])
+    assert running[0]["observations"].max() == UPDATES  # one step per update, not per micro-batch
+    difference = (running[0]["running"] - running[1]["running"]).abs().max().item()
+    print(f"update-freq 2 x {B} against 1 x {2 * B}: running losses differ by {difference:.3g}")
+    assert difference <= TOLERANCE
+    assert max_param_difference(one["model"], two["model"]) <= TOLERANCE

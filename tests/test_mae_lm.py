@@ -12,8 +12,9 @@ import pytest
 import torch
 from test_task_masking import batches
 
-from fairseq_maskplug.experiments.configurations import TINY, method_flags
+from fairseq_maskplug.experiments.configurations import METHODS, TINY, method_flags
 from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
+from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import CHILD_ENV, REPO_ROOT, logged_values, train_args, train_in_process, train_subprocess
 
 TINY_MAE = method_flags("mae_lm")
@@ -91,6 +92,30 @@ def test_encoder_receives_no_mask_and_exactly_the_unmasked_tokens(brown_task, mo
     assert torch.equal(encoder_tokens.ne(pad).sum(1), unmasked)
     assert (src == brown_task.mask_idx).any()
     assert logits.shape == (int(masked["target"].ne(pad).sum()), len(brown_task.dictionary))
+
+
+def test_mae_lm_is_trained_with_the_reference_corruption(brown_data):
+    """The reference removes every selected position from the encoder (its
+    keep and random shares are 0): the method's flags and the mae_lm recipe
+    say so, and under them the encoder loses exactly the predicted positions."""
+    import yaml
+
+    flags = METHODS["mae_lm"]
+    assert flags[flags.index("--leave-unmasked-prob") + 1] == "0" and flags[flags.index("--random-token-prob") + 1] == "0"
+    recipe = yaml.safe_load((REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining" / "mae_lm.yaml").read_text())
+    assert recipe["task"]["leave_unmasked_prob"] == 0 and recipe["task"]["random_token_prob"] == 0
+    task = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TINY.tokens_per_sample, seed=1,
+                           leave_unmasked_prob=0.0, random_token_prob=0.0)
+    )  # fmt: skip
+    task.load_dataset("train")
+    sample = next(iter(batches(task, limit=1)))
+    masked = task.training_masks(sample, 3)
+    src = masked.src_tokens
+    assert torch.equal(src.eq(task.mask_idx), masked.predicted)  # every predicted position is removed
+    tokens = sample["net_input"]["src_tokens"]
+    kept = tokens.ne(task.dictionary.pad()).sum(1) - masked.predicted.sum(1)
+    assert torch.equal((src.ne(task.mask_idx) & src.ne(task.dictionary.pad())).sum(1), kept)
 
 
 def encoder_rows(mae, src, mask_idx, pad):

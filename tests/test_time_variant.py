@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 from fairseq.data import Dictionary, data_utils
-from test_masking import uniform
+from test_masking import BOS, EOS, make_masker, uniform
 from test_task_masking import batches
 
+from fairseq_maskplug.masking import MaskDraws, WeightedUnits
 from fairseq_maskplug.masking.class_losses import ClassLossTracker, class_loss_sums
 from fairseq_maskplug.masking.schedules import SCHEDULES, RatioSchedule
+from fairseq_maskplug.masking.selection import select_first_fit
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import (
     TOKENS_PER_SAMPLE,
@@ -156,17 +158,20 @@ def test_class_loss_tracker_follows_the_reference_update():
     assert sums.tolist() == [4.0, 2.0, 0.0] and counts.tolist() == [2.0, 1.0, 0.0]
     tracker.update(sums, counts)
     assert tracker.running.tolist() == pytest.approx([0.2, 0.2, 0.0])  # 0.1 * mean; unseen class keeps 0
-    z = (tracker.running - tracker.running.mean()) / tracker.running.std(unbiased=False)
+    z = (tracker.running - tracker.running.mean()) / tracker.running.std()  # the sample std, as the reference
     assert torch.allclose(tracker.weights(), torch.sigmoid(2.0 * z))
     corrected = ClassLossTracker(3, momentum=0.9, temperature=2.0, bias_correction=True)
     corrected.update(sums, counts)
     assert corrected.losses().tolist() == pytest.approx([2.0, 2.0, 0.0])
 
 
-def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_data, tmp_path):
-    """After 300 updates of POS-weighted training on the Brown slice, the tag
-    with the highest running loss takes a larger share of the masked tokens
-    than of the corpus, and the lowest a smaller one."""
+def test_heavily_weighted_tags_are_masked_more_often_than_lightly_weighted_ones(brown_pos_data, tmp_path):
+    """After 300 updates of POS-weighted training on the Brown slice (the
+    reference selection law, whole words): the three frequent tags with the
+    highest weights are masked, relative to their frequency, more than twice
+    as often as the three with the lowest; the lowest-weighted tag is masked
+    below its frequency; the ratio stays at the schedule's (the budget fills:
+    far more words are offered than it holds)."""
     save = tmp_path / "ptw"
     train_in_process(
         train_args(
@@ -177,21 +182,22 @@ def test_high_loss_tags_are_masked_more_often_than_their_frequency(brown_pos_dat
     task = pos_task(brown_pos_data, mask_whole_words=True)
     task.load_state_dict(state)
     task.load_dataset("train")
-    running = task.pos_weighting.tracker.losses()
-    masked = torch.zeros(len(running))
-    base = torch.zeros(len(running))
+    weights = task.pos_weighting.tracker.weights()
+    masked = torch.zeros(len(weights))
+    base = torch.zeros(len(weights))
     for update, sample in enumerate(batches(task, limit=60)):
         m = task.training_masks(sample, update)
         classes = task.pos_weighting.classes(sample)
-        masked += torch.bincount(classes[m.predicted].clamp(min=0), minlength=len(running)).float()
-        base += torch.bincount(classes[classes >= 0], minlength=len(running)).float()
+        masked += torch.bincount(classes[m.predicted].clamp(min=0), minlength=len(weights)).float()
+        base += torch.bincount(classes[classes >= 0], minlength=len(weights)).float()
     share, frequency = masked / masked.sum(), base / base.sum()
-    frequent = frequency > 0.01  # tags common enough for a stable share
-    hardest = int(torch.where(frequent, running, torch.full_like(running, -1)).argmax())
-    easiest = int(torch.where(frequent, running, torch.full_like(running, 1e9)).argmin())
-    assert share[hardest] > frequency[hardest]
-    assert share[easiest] < frequency[easiest]
-    assert abs(masked.sum() / base.sum() - 0.15) < 0.01  # the ratio stays at the schedule's
+    frequent = (frequency > 0.01).nonzero().flatten()  # tags common enough for a stable share
+    by_weight = frequent[weights[frequent].argsort()]
+    lift = share / frequency
+    print({task.pos_weighting.tags[c]: (round(weights[c].item(), 3), round(lift[c].item(), 2)) for c in frequent.tolist()})
+    assert lift[by_weight[-3:]].mean() > 2 * lift[by_weight[:3]].mean()
+    assert share[by_weight[0]] < frequency[by_weight[0]]
+    assert abs(masked.sum() / base.sum() - 0.15) < 0.01
 
 
 def test_two_gloo_ranks_hold_identical_running_losses(brown_pos_data, tmp_path):
@@ -217,3 +223,90 @@ def test_running_losses_stay_finite_under_memory_efficient_fp16(brown_pos_data, 
     )
     running = checkpoint_state(tmp_path / "fp16" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]["running"]
     assert torch.isfinite(running).all() and running.gt(0).any()
+
+
+def first_fit_reference(order, lengths, offered, budget):
+    """better_masking's _whole_word_mask loop, for one sequence: units in
+    ``order``, each offered or not, taken while it fits, skipped if it would
+    overflow, stop when the budget is full."""
+    taken, filled = set(), 0
+    for unit in sorted(range(len(order)), key=lambda u: order[u]):
+        if not offered[unit]:
+            continue
+        if filled >= budget:
+            break
+        if filled + lengths[unit] > budget:
+            continue
+        taken.add(unit)
+        filled += lengths[unit]
+    return taken
+
+
+def test_first_fit_selection_is_the_reference_loop_exactly():
+    """On random orders, offers, unit lengths (1-4 tokens) and budgets, the
+    vectorised selection takes exactly the units the reference's loop takes."""
+    generator = torch.Generator().manual_seed(0)
+    rows, length = 300, 40
+    starts = torch.rand(rows, length, generator=generator) < 0.5
+    starts[:, 0] = True
+    lengths = torch.zeros(rows, length, dtype=torch.long)
+    for b in range(rows):
+        positions = starts[b].nonzero().flatten().tolist() + [length]
+        for a, z in zip(positions[:-1], positions[1:]):
+            lengths[b, a] = z - a
+    order = torch.rand(rows, length, generator=generator, dtype=torch.float64)
+    offered = torch.rand(rows, length, generator=generator) < 0.6
+    budget = torch.randint(1, 20, (rows,), generator=generator)
+    chosen = select_first_fit(order, starts, lengths, offered, budget)
+    for b in range(rows):
+        units = starts[b].nonzero().flatten().tolist()
+        expected = first_fit_reference([order[b, u].item() for u in units], [lengths[b, u].item() for u in units],
+                                       [offered[b, u].item() for u in units], budget[b].item())  # fmt: skip
+        assert {units[i] for i in expected} == set(chosen[b].nonzero().flatten().tolist()), b
+
+
+WEIGHT_OF_ID = {4 + i: w for i, w in enumerate((0.1, 0.3, 0.5, 0.7, 0.9))}
+
+
+def inclusion_by_weight(law: str, updates: int = 400):
+    """Share of the tokens of each weight class that a law selects, at ratio
+    0.30, on rows of 40 tokens whose weights cycle through 0.1 ... 0.9."""
+    tokens = torch.tensor([[BOS] + [4 + i % 5 for i in range(40)] + [EOS]]).repeat(64, 1)
+    weights = torch.ones(tokens.shape, dtype=torch.float64)
+    for token_id, weight in WEIGHT_OF_ID.items():
+        weights[tokens == token_id] = weight
+    strategy = WeightedUnits(make_masker(), RatioSchedule.build("constant", 0.30, 0), law)
+    picked = torch.zeros(5, dtype=torch.float64)
+    for update in range(updates):
+        draws = MaskDraws.for_sequences("train", 0, update, range(64), tokens.size(1), "cpu")
+        predicted = strategy(tokens, draws, update, weights).predicted
+        for i, token_id in enumerate(WEIGHT_OF_ID):
+            picked[i] += predicted[tokens == token_id].double().sum()
+    return picked / (updates * 64 * 8)  # 8 tokens of each class per row
+
+
+def test_reference_law_matches_the_reference_sampler_and_is_more_selective_than_the_race():
+    """Inclusion probability by weight (0.1 ... 0.9) at ratio 0.30: the
+    reference law agrees with the reference's sampler (its loop, in Python,
+    with Python's random) within 4 standard errors; the race fills the budget
+    exactly but favours the heavy units less."""
+    import random
+
+    rng = random.Random(0)
+    simulated, trials = torch.zeros(5, dtype=torch.float64), 20000
+    for _ in range(trials):
+        budget = max(1, math.floor(0.30 * 40 + rng.random()))
+        order = [rng.random() for _ in range(40)]
+        offered = [rng.random() < WEIGHT_OF_ID[4 + i % 5] for i in range(40)]
+        for unit in first_fit_reference(order, [1] * 40, offered, budget):
+            simulated[unit % 5] += 1
+    simulated /= trials * 8
+    reference, race = inclusion_by_weight("reference"), inclusion_by_weight("race")
+    standard_error = (simulated * (1 - simulated) / (trials * 8)).sqrt() + (
+        reference * (1 - reference) / (400 * 64 * 8)
+    ).sqrt()
+    print("inclusion by weight 0.1..0.9: reference", [round(v, 3) for v in reference.tolist()],
+          "simulated", [round(v, 3) for v in simulated.tolist()], "race", [round(v, 3) for v in race.tolist()])  # fmt: skip
+    assert ((reference - simulated).abs() < 4 * standard_error).all()
+    assert reference[4] / reference[0] > race[4] / race[0]
+    assert abs(race.mean().item() - 0.30) < 0.005  # the race fills the budget exactly; the reference may fall short

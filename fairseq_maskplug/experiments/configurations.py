@@ -90,6 +90,8 @@ TINY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=
 PLUS = ["--task", "masked_lm_plus"]
 POS_WEIGHTING = ["--mask-whole-words", "--content-weighting", "pos"]  # the reference's PTW: whole words
 MAPNET = [*PLUS, "--criterion", "mapnet_masked_lm"]
+# MAE-LM as its reference trains: every selected position is removed from the encoder (no 80/10/10)
+MAE_LM = ["--arch", "mae_lm_base", "--leave-unmasked-prob", "0", "--random-token-prob", "0"]
 METHODS: Dict[str, List[str]] = {
     "stock": ["--task", "masked_lm"],
     "random": PLUS,
@@ -103,7 +105,7 @@ METHODS: Dict[str, List[str]] = {
     "pos_corrected": [*PLUS, *POS_WEIGHTING, "--pos-bias-correction"],
     "mapnet": MAPNET,
     "mapnet_clipped": [*MAPNET, "--mapnet-weights", "product_clipped"],
-    "mae_lm": [*PLUS, "--arch", "mae_lm_base"],
+    "mae_lm": [*PLUS, *MAE_LM],
 }
 # methods that need the POS side input (prepare_corpus.py --pos)
 POS_METHODS = {name for name, flags in METHODS.items() if "pos" in flags}

@@ -70,9 +70,11 @@ class ClassLossTracker:
         return torch.where(self.observations > 0, self.running / correction.clamp(min=1e-12), self.running)
 
     def weights(self) -> torch.Tensor:
-        """Float32 (C,) sigmoid(temperature · z-score of the running losses)."""
+        """Float32 (C,) sigmoid(temperature · z-score of the running losses),
+        the z-score with the sample standard deviation (torch's default, as
+        the reference computes it)."""
         losses = self.losses()
-        std = losses.std(unbiased=False)
+        std = losses.std()
         std = torch.where(std > 0, std, torch.full_like(std, 1e-4))
         return torch.sigmoid(self.temperature * (losses - losses.mean()) / std)
 

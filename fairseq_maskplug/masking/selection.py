@@ -85,3 +85,38 @@ def select_within_budget(
     keep_crossing = crossing_noise.unsqueeze(1) * lengths < (limit - before)
     chosen_sorted = (fits | (crosses & keep_crossing)) & (lengths > 0)
     return torch.zeros_like(starts).scatter(1, order, chosen_sorted)
+
+
+def select_first_fit(
+    order: torch.Tensor, starts: torch.Tensor, unit_lengths: torch.Tensor, offered: torch.Tensor, budget: torch.Tensor
+) -> torch.Tensor:
+    """Bool (B, L) unit starts: the units ``offered`` (B, L) bool, visited in
+    increasing ``order`` (B, L) and taken whenever their tokens still fit in
+    ``budget`` (B,), skipped when they would overflow it (first fit).
+
+    This is the reference PTW selection (better_masking's ``_whole_word_mask``,
+    with its shuffle as ``order`` and its acceptance draws as ``offered``); the
+    total can fall short of the budget. Computed in rounds over the whole
+    batch: a round drops the units longer than what is left (they can never
+    fit), takes the longest prefix of the rest that fits and skips the unit
+    after it; the rounds are few (bounded by the longest unit).
+    """
+    ranked = torch.where(starts, order, torch.full_like(order, float("inf")))
+    by_order = torch.argsort(ranked, dim=1, stable=True)
+    lengths = torch.where(starts & offered, unit_lengths, torch.zeros_like(unit_lengths)).gather(1, by_order)
+    active = lengths > 0
+    taken = torch.zeros_like(active)
+    left = budget.clone()
+    positions = torch.arange(lengths.size(1), device=lengths.device).unsqueeze(0)
+    while True:
+        active &= lengths <= left.unsqueeze(1)
+        if not active.any():
+            break
+        filled = torch.where(active, lengths, torch.zeros_like(lengths)).cumsum(dim=1)
+        overflow = active & (filled > left.unsqueeze(1))
+        first_overflow = torch.where(overflow, positions, torch.full_like(positions, lengths.size(1))).min(dim=1).values
+        prefix = active & (positions < first_overflow.unsqueeze(1))
+        taken |= prefix
+        left -= torch.where(prefix, lengths, torch.zeros_like(lengths)).sum(dim=1)
+        active &= ~prefix & (positions != first_overflow.unsqueeze(1))
+    return torch.zeros_like(starts).scatter(1, by_order, taken)

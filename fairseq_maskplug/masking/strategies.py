@@ -24,7 +24,7 @@ import torch
 from .draws import MaskDraws, Slot
 from .fully_explored import FullyExploredOptions, segment_ids
 from .masker import MaskedTokens, Masker, UnitSelection
-from .selection import exponential_race_keys, select_by_rank, select_within_budget, stochastic_counts
+from .selection import exponential_race_keys, select_by_rank, select_first_fit, select_within_budget, stochastic_counts
 
 Ratio = Callable[[int], float]  # update number -> mask ratio (a RatioSchedule, say)
 
@@ -61,24 +61,42 @@ class UniformUnits(MaskingStrategy):
         return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
 
 
-class WeightedUnits(MaskingStrategy):
-    """``ratio(update)`` of each sequence's maskable *tokens* (stochastically
-    rounded, at least one), taking units in a weighted random order: units
-    are drawn without replacement with probability proportional to
-    ``unit_weights`` (B, L) > 0 until their tokens fill the budget (see
-    :func:`select_within_budget`)."""
+WEIGHTED_LAWS = ("reference", "race")
 
-    def __init__(self, masker: Masker, ratio: Ratio):
+
+class WeightedUnits(MaskingStrategy):
+    """Up to ``ratio(update)`` of each sequence's maskable *tokens*
+    (stochastically rounded, at least one), units favoured by their
+    ``unit_weights`` (B, L), read at unit starts. Two laws:
+
+    - ``reference`` (PTW's own): units visited in a uniformly random order,
+      each offered with probability equal to its weight (in [0, 1]), taken
+      when it still fits the budget (:func:`select_first_fit`); the total can
+      fall short of the budget.
+    - ``race``: units drawn without replacement with probability proportional
+      to the weights until their tokens fill the budget exactly
+      (:func:`select_within_budget`): the ratio is always the budget's, but
+      the choice is less selective than the reference's.
+    """
+
+    def __init__(self, masker: Masker, ratio: Ratio, law: str = "reference"):
+        if law not in WEIGHTED_LAWS:
+            raise ValueError(f"`law` must be one of {', '.join(WEIGHTED_LAWS)}, got {law!r}")
         super().__init__(masker)
         self.ratio = ratio
+        self.law = law
 
     def __call__(self, tokens, draws, update_num, unit_weights=None):
         if unit_weights is None:
             raise ValueError("WeightedUnits needs `unit_weights`")
         units = self.masker.units(tokens)
         budget = stochastic_counts(units.maskable.sum(dim=1), self.ratio(update_num), draws.rounding_noise)
-        keys = exponential_race_keys(draws.unit_scores, unit_weights)
-        chosen = select_within_budget(keys, units.starts, units.lengths(), budget, draws.crossing_noise)
+        if self.law == "reference":
+            offered = draws.per_position(Slot.ACCEPT) < unit_weights
+            chosen = select_first_fit(draws.unit_scores, units.starts, units.lengths(), offered, budget)
+        else:
+            keys = exponential_race_keys(draws.unit_scores, unit_weights)
+            chosen = select_within_budget(keys, units.starts, units.lengths(), budget, draws.crossing_noise)
         return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
 
 

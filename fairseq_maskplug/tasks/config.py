@@ -22,6 +22,7 @@ from ..masking import CorruptionRule, FullyExploredOptions, RatioSchedule, defau
 from ..masking.class_losses import check_tracker_options
 from ..masking.fully_explored import MASK_SIZES, PARTITIONS
 from ..masking.schedules import SCHEDULES
+from ..masking.strategies import WEIGHTED_LAWS
 
 MASKING_CHOICES = ("random", "fully_explored")
 CONTENT_WEIGHTINGS = ("none", "pos")
@@ -85,6 +86,14 @@ class MaskedLMPlusConfig(MaskedLMConfig):
         metadata={
             "help": "none (uniform content) or pos: units drawn with weight sigmoid(T * z-score of the running "
             "loss of their POS tag), needs DIR/pos from prepare_corpus.py --pos"
+        },
+    )
+    pos_selection: ChoiceEnum(WEIGHTED_LAWS) = field(
+        default="reference",
+        metadata={
+            "help": "content-weighting pos: reference (the PTW code's law: units in random order, each offered with "
+            "probability w and taken while it fits the budget; may fall short of it) or race (drawn without "
+            "replacement proportionally to w until the budget is filled exactly; less selective)"
         },
     )
     pos_momentum: float = field(

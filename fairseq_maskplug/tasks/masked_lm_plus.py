@@ -132,7 +132,7 @@ class MaskedLMPlusTask(MaskedLMTask):
         if self.schedule.name != "constant":
             logger.info("mask-ratio schedule: %s", self.schedule)
         if cfg.content_weighting == "pos":
-            return WeightedUnits(self.train_masker, self.schedule)
+            return WeightedUnits(self.train_masker, self.schedule, str(cfg.pos_selection))
         return UniformUnits(self.train_masker, self.schedule)
 
     @classmethod
@@ -323,9 +323,16 @@ class MaskedLMPlusTask(MaskedLMTask):
             logging_output["mask_scheduled"] = self.schedule(update_num) * sample["mask_counts"]["mask_maskable"]
         if self.pos_weighting is not None:
             sums, counts = self.pos_weighting.class_sums(sample, None if ignore_grad or not logits else logits[0])
-            self.pos_weighting.update(sums, counts)
+            self.pos_weighting.observe(sums, counts)
             logging_output.update(self.pos_weighting.logging_output(sample, sums, counts), pos_train_steps=1)
         return loss, sample_size, logging_output
+
+    def optimizer_step(self, optimizer, model, update_num):
+        """The optimizer's step, then the running POS losses move once for the
+        update (fairseq calls this once per update, on every rank)."""
+        super().optimizer_step(optimizer, model, update_num)
+        if self.pos_weighting is not None:
+            self.pos_weighting.end_update()
 
     def valid_step(self, sample, model, criterion):
         sample = self.mask_sample(sample, self.validation_masks(sample))

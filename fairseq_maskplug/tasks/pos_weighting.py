@@ -1,8 +1,9 @@
 """POS weighting (``--content-weighting pos``; PTW in the paper) at training
 time, in one place: the running loss per POS tag, the unit weights it gives
-the masking strategy, the per-tag losses read off the model's forward pass,
-their all-reduce across data-parallel ranks, their logging and the running
-state saved in checkpoints.
+the masking strategy, the per-tag losses read off the model's forward pass
+(summed over an update's micro-batches, all-reduced across data-parallel
+ranks, moving the running losses once per optimizer update), their logging
+and the running state saved in checkpoints.
 
 The tags come from the POS side input (``DATA/pos``, one tag per token, line
 for line); a batch carries them as ``sample["pos"]`` (B, L), fairseq's
@@ -69,6 +70,8 @@ class PosWeighting:
         self.tags = list(tag_dictionary.symbols[tag_dictionary.nspecial :])
         self.pad = pad
         self.tracker = ClassLossTracker(len(self.tags), momentum, temperature, bias_correction)
+        self.pending: Optional[torch.Tensor] = None  # (2, C) sums and counts of the update in progress
+        self.device = torch.device("cpu")
 
     # -------------------------------------------------------------- masking
 
@@ -101,10 +104,20 @@ class PosWeighting:
         token_losses = predicted_token_losses(logits, masked_sample["target"], predicted)
         return class_loss_sums(token_losses, classes, len(self.tags))
 
-    def update(self, sums: torch.Tensor, counts: torch.Tensor):
-        """All-reduce a step's sums and counts, then move the running losses."""
-        reduced = all_reduce_sum(torch.stack([sums, counts]))
+    def observe(self, sums: torch.Tensor, counts: torch.Tensor):
+        """Add a micro-batch's per-tag sums and counts to this update's."""
+        step = torch.stack([sums, counts]).float()
+        self.pending = step if self.pending is None else self.pending + step.to(self.pending.device)
+
+    def end_update(self):
+        """Once per optimizer update, identically on every rank: all-reduce the
+        update's sums and counts (all its micro-batches, all ranks) and move
+        the running losses once, as the reference does per optimizer step."""
+        if self.pending is None:  # an update this rank saw no batch of: it still joins the all-reduce
+            self.pending = torch.zeros(2, len(self.tags), device=self.device)
+        reduced = all_reduce_sum(self.pending)
         self.tracker.update(reduced[0], reduced[1])
+        self.device, self.pending = self.pending.device, None
 
     def logging_output(self, masked_sample, sums: torch.Tensor, counts: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Per-tag loss sums and counts of the predicted tokens, and per-tag

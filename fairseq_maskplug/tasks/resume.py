@@ -28,29 +28,14 @@ logger = logging.getLogger(__name__)
 # task options that decide the training masks (and the blocks that sample ids
 # name); compared on resume under their command-line names
 MASKING_TASK_OPTIONS = (
-    "tokens_per_sample",
-    "sample_break_mode",
-    "seed",
-    "mask_prob",
-    "leave_unmasked_prob",
-    "random_token_prob",
-    "freq_weighted_replacement",
-    "mask_whole_words",
-    "masking",
-    "fe_segments",
-    "fe_partition",
-    "fe_mask_size",
-    "mask_schedule",
-    "mask_schedule_start",
-    "mask_schedule_end",
-    "mask_schedule_warmup",
-    "content_weighting",
-    "pos_momentum",
-    "pos_temperature",
-    "pos_bias_correction",
-    "valid_mask_prob",
-    "valid_mask_seed",
-)
+    "tokens_per_sample", "sample_break_mode", "seed",
+    "mask_prob", "leave_unmasked_prob", "random_token_prob", "freq_weighted_replacement", "mask_whole_words",
+    "mask_multiple_length", "mask_stdev",
+    "masking", "fe_segments", "fe_partition", "fe_mask_size",
+    "mask_schedule", "mask_schedule_start", "mask_schedule_end", "mask_schedule_warmup",
+    "content_weighting", "pos_selection", "pos_momentum", "pos_temperature", "pos_bias_correction",
+    "valid_mask_prob", "valid_mask_seed",
+)  # fmt: skip
 # registered tasks that draw masks on the device; presets differ only in defaults
 DEVICE_MASKING_TASKS = ("masked_lm_plus", "fully_explored_masked_lm", "time_variant_masked_lm")
 DEVICE_MASKING_SIGNATURE = "masked_lm_plus (or a preset)"
