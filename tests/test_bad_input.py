@@ -155,6 +155,12 @@ OPTION_CATALOGUE = {
         ([*MAPNET, "--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
         ([*MAPNET, "--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),
     ],
+    "mapnet_proposal_floor": [
+        (
+            [*MAPNET, "--mapnet-proposal-floor", "-0.1"],
+            r"--mapnet-proposal-floor must lie in \[0, 1\) \(0 disables\), got -0.1",
+        )
+    ],
     "mapnet_lambda": [([*MAPNET, "--mapnet-lambda", "-1"], r"--mapnet-lambda must be >= 0, got -1.0")],
     "mapnet_baseline": [([*MAPNET, "--mapnet-baseline", "mean"], invalid_choice("mean", "const", "batch_mean"))],
     "mapnet_baseline_m": [

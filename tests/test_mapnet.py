@@ -13,7 +13,7 @@ import torch
 from test_masking import BOS, EOS, PAD, make_masker
 
 from fairseq_maskplug.masking import MaskDraws, ProposalUnits, RatioSchedule
-from fairseq_maskplug.masking.importance import log_weights
+from fairseq_maskplug.masking.importance import log_weights, proposal_distribution
 from harness import (
     CHILD_ENV,
     REPO_ROOT,
@@ -110,6 +110,33 @@ def test_uniform_proposals_give_weights_of_exactly_one():
         assert torch.equal(log_weights(q, starts, selection.chosen, selection.keys, mode).exp().float(), torch.ones(64))
     per_token = log_weights(q, starts, selection.chosen, selection.keys, "per_token")
     assert torch.equal(per_token.exp().float()[selection.chosen], torch.ones(int(selection.chosen.sum())))
+
+
+def test_the_proposal_floor_bounds_the_exact_weights():
+    """The reference adds 1e-4 to q. Here the floored q' = (q + ε) / (1 + n·ε)
+    is what masks are drawn from and weighted for, so the weights stay exact
+    (test above, for any q) and bounded: a draw that picks a unit the
+    proposal all but excludes (q = 1e-30) first weighs ~1e27 without the
+    floor, and stays under Π_j 1 / ((n − j + 1) · min q') with it."""
+    n = 30
+    tokens = torch.tensor([[BOS, *range(10, 10 + n), EOS]])
+    starts = make_masker().units(tokens).starts
+    scores = torch.zeros(tokens.shape, dtype=torch.float64)
+    scores[0, 1] = math.log(1e-30) + math.log(n - 1)  # the first unit gets q ~ 1e-30, the others share the rest
+    chosen = torch.zeros_like(starts)
+    chosen[0, [1, 2, 3]] = True
+    keys = torch.full(tokens.shape, float("inf"), dtype=torch.float64)
+    keys[0, [1, 2, 3]] = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)  # drawn in this order
+    weight = {}
+    for floor in (0.0, 1e-4):
+        q = proposal_distribution(scores, starts, floor)
+        assert torch.allclose(q.sum(1), torch.ones(1, dtype=torch.float64))
+        assert (q[~starts] == 0).all() and (q[starts] >= floor / (1 + n * floor) * (1 - 1e-12)).all()
+        weight[floor] = log_weights(q, starts, chosen, keys, "exact_ordered").exp().item()
+    q_min = 1e-4 / (1 + n * 1e-4)
+    bound = math.prod(1 / ((n - j) * q_min) for j in range(3))
+    assert weight[0.0] > 1e25 and weight[1e-4] <= bound < 1e12
+    assert torch.equal(proposal_distribution(scores, starts, 0.0), proposal_distribution(scores, starts))
 
 
 def mapnet_args(data, save_dir, **kwargs):

@@ -54,6 +54,13 @@ class MapnetMaskedLMConfig(FairseqDataclass):
         },
     )
     mapnet_clip: float = field(default=0.2, metadata={"help": "product_clipped: clip weights to [1-c, 1+c]; in (0, 1)"})
+    mapnet_proposal_floor: float = field(
+        default=1e-4,
+        metadata={
+            "help": "added to every unit's proposal probability before renormalising (the reference's 1e-4): "
+            "masks are drawn from, and weighted for, the floored q, which bounds the weights; 0 disables"
+        },
+    )
     mapnet_lambda: float = field(default=0.5, metadata={"help": "weight of the proposal network's loss"})
     mapnet_baseline: ChoiceEnum(["const", "batch_mean"]) = field(
         default="const", metadata={"help": "reward baseline: const (-log m) or the batch's mean token loss"}
@@ -76,6 +83,8 @@ def task_masking(task) -> ProposalMasking:
 
 
 def check_options(cfg: MapnetMaskedLMConfig):
+    if not 0 <= cfg.mapnet_proposal_floor < 1:
+        raise MaskingOptionError(f"--mapnet-proposal-floor must lie in [0, 1) (0 disables), got {cfg.mapnet_proposal_floor}")
     if not 0 < cfg.mapnet_clip < 1:
         raise MaskingOptionError(f"--mapnet-clip must lie in (0, 1), got {cfg.mapnet_clip}")
     if not 0 <= cfg.mapnet_explore_prob <= 1:
@@ -201,7 +210,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         statistics)."""
         strategy = strategy or self.masking.proposal
         scores = self.proposal(tokens, model.encoder.sentence_encoder)
-        q = proposal_distribution(scores.detach(), strategy.masker.units(tokens).starts)
+        q = proposal_distribution(scores.detach(), strategy.masker.units(tokens).starts, self.cfg.mapnet_proposal_floor)
         masked = strategy(tokens, step.draws, step.update_num, q)
         weights, stats = self.importance_weights(q, masked)
         return scores, q, masked, weights, stats

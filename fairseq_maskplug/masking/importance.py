@@ -20,12 +20,18 @@ WEIGHT_MODES = ("product_clipped", "exact_ordered", "per_token")
 TINY = 1e-30
 
 
-def proposal_distribution(scores: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+def proposal_distribution(scores: torch.Tensor, starts: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """Float64 (B, L): softmax of ``scores`` over each row's unit starts
-    (zero elsewhere); rows without units are all zero."""
+    (zero elsewhere), with ``floor`` added to every unit's probability and
+    the row renormalised, (q + ε) / (1 + n·ε): what the reference samples from
+    when it adds 1e-4 to q, and what bounds the importance weights (every
+    ratio (1/n) / q' stays below 1 / (n·ε)). Rows without units are all zero."""
     masked = torch.where(starts, scores.double(), torch.full_like(scores, float("-inf"), dtype=torch.float64))
-    probabilities = torch.softmax(masked, dim=1)
-    return torch.nan_to_num(probabilities, nan=0.0)
+    probabilities = torch.nan_to_num(torch.softmax(masked, dim=1), nan=0.0)
+    if floor > 0:
+        floored = torch.where(starts, probabilities + floor, probabilities)
+        probabilities = floored / floored.sum(dim=1, keepdim=True).clamp(min=TINY)
+    return probabilities
 
 
 def draw_order(keys: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
