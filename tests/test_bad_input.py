@@ -63,8 +63,13 @@ OPTION_CATALOGUE = {
         ),
     ],
     "random_token_prob": [(["--random-token-prob", "-0.5"], r"--random-token-prob must lie in \[0, 1\], got -0.5")],
-    "mask_multiple_length": [(["--mask-multiple-length", "3"], r"--mask-multiple-length / --mask-stdev .* not supported")],
-    "mask_stdev": [(["--mask-stdev", "1.0"], r"--mask-multiple-length / --mask-stdev .* not supported")],
+    "mask_multiple_length": [
+        (["--mask-multiple-length", "0"], r"--mask-multiple-length must be at least 1, got 0"),
+        ([*FE, "--mask-multiple-length", "3"], r"span masking\) need --masking random: fully-explored copies partition"),
+        ([*POS, "--mask-multiple-length", "3"], r"span masking\) cannot be combined with --content-weighting pos"),
+        ([*MAPNET, "--mask-multiple-length", "3"], r"mapnet_masked_lm draws its own masks: .*no span masking"),
+    ],
+    "mask_stdev": [(["--mask-stdev", "-1.0"], r"--mask-stdev must be >= 0, got -1.0")],
     "shorten_method": [
         (["--shorten-method", "cut"], invalid_choice("cut", "none", "truncate", "random_crop")),
         (
@@ -130,6 +135,7 @@ OPTION_CATALOGUE = {
         (POS, r"--content-weighting pos needs the POS side input, .*pos/dict.txt does not exist.*--pos"),
         ([*FE, *POS], r"--content-weighting pos needs --masking random"),
     ],
+    "pos_selection": [([*POS, "--pos-selection", "greedy"], invalid_choice("greedy", "reference", "race"))],
     "pos_momentum": [([*POS, "--pos-momentum", "1"], r"--pos-momentum must lie in \[0, 1\), got 1.0")],
     "pos_temperature": [([*POS, "--pos-temperature", "-1"], r"--pos-temperature must be >= 0, got -1.0")],
     # mapnet_masked_lm
@@ -176,7 +182,7 @@ OPTION_CATALOGUE = {
             [*MAPNET, "--task", "masked_lm"],
             r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset",
         ),
-        ([*MAPNET, *FE], r"mapnet_masked_lm draws its own masks: use --masking random and --content-weighting none"),
+        ([*MAPNET, *FE], r"mapnet_masked_lm draws its own masks: use --masking random, --content-weighting none"),
     ],
     # mae_lm
     "arch": [(["--arch", "mae_lm_bse"], r"invalid choice: 'mae_lm_bse'")],

@@ -1,6 +1,7 @@
 """masked_lm_plus on Brown batches: statistics against stock MaskTokensDataset,
 whole words, and the seeding rule (seed, update, sample ids)."""
 
+import pytest
 import torch
 from fairseq.data import MaskTokensDataset
 from test_masking import uniform
@@ -214,3 +215,87 @@ def test_sharded_data_paths_rotate_by_epoch(brown_data, tmp_path):
     second = len(task.dataset("train"))
     task.load_dataset("valid")
     assert first > second == len(task.dataset("valid"))
+
+
+def masked_runs(predicted_rows):
+    """Lengths of the runs of consecutive predicted positions."""
+    runs = []
+    for row in predicted_rows:
+        length = 0
+        for flag in row.tolist() + [False]:
+            if flag:
+                length += 1
+            elif length:
+                runs.append(length)
+                length = 0
+    return runs
+
+
+@pytest.mark.parametrize("length,stdev", [(3, 0.0), (3, 1.0)])
+def test_span_masking_statistics_match_stock_mask_tokens_dataset(brown_data, length, stdev):
+    """--mask-multiple-length / --mask-stdev: on the same Brown blocks, the
+    realised share of predicted tokens (of the non-special ones) and the mean
+    length of runs of predicted tokens agree with stock MaskTokensDataset's
+    (± 0.01 and ± 5 %); overlaps make both fall below --mask-prob alike."""
+    task = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1,
+                           mask_multiple_length=length, mask_stdev=stdev)
+    )  # fmt: skip
+    task.load_dataset("train")
+    d = task.dictionary
+    blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset
+    _, stock_tgt = MaskTokensDataset.apply_mask(
+        blocks, d, pad_idx=d.pad(), mask_idx=task.mask_idx, seed=1, mask_prob=0.15,
+        leave_unmasked_prob=0.1, random_token_prob=0.1, mask_multiple_length=length, mask_stdev=stdev,
+    )  # fmt: skip
+    ours = {"predicted": 0, "maskable": 0, "runs": []}
+    stock = {"predicted": 0, "maskable": 0, "runs": []}
+    for update, sample in enumerate(batches(task, limit=40)):
+        tokens = sample["net_input"]["src_tokens"]
+        m = task.training_masks(sample, update)
+        maskable = m.maskable
+        ours["predicted"] += m.predicted.sum().item()
+        ours["maskable"] += maskable.sum().item()
+        ours["runs"] += masked_runs(m.predicted)
+        stock_tgt.set_epoch(1 + update)
+        stock_rows = []
+        for row, index in enumerate(sample["id"].tolist()):
+            target = stock_tgt[index]
+            predicted = torch.zeros_like(maskable[row])
+            predicted[: len(target)] = target.ne(d.pad())
+            predicted &= maskable[row]  # stock may also take <s>/</s>; compare on the same positions
+            stock_rows.append(predicted)
+        stock_predicted = torch.stack(stock_rows)
+        stock["predicted"] += stock_predicted.sum().item()
+        stock["maskable"] += maskable.sum().item()
+        stock["runs"] += masked_runs(stock_predicted)
+        assert tokens.shape == m.src_tokens.shape
+    ratios = {name: r["predicted"] / r["maskable"] for name, r in (("ours", ours), ("stock", stock))}
+    run_means = {name: sum(r["runs"]) / len(r["runs"]) for name, r in (("ours", ours), ("stock", stock))}
+    print(f"spans of {length} (stdev {stdev}): ratio ours {ratios['ours']:.4f} stock {ratios['stock']:.4f}; "
+          f"mean run ours {run_means['ours']:.3f} stock {run_means['stock']:.3f}")  # fmt: skip
+    assert ours["predicted"] > 10_000
+    assert abs(ratios["ours"] - ratios["stock"]) < 0.01 and ratios["ours"] < 0.15
+    assert abs(run_means["ours"] / run_means["stock"] - 1) < 0.05
+
+
+def test_spans_follow_a_schedule_and_never_split_whole_words(brown_data):
+    task = MaskedLMPlusTask.setup_task(
+        MaskedLMPlusConfig(data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1, mask_multiple_length=2,
+                           mask_whole_words=True, mask_schedule="linear", max_update=100)
+    )  # fmt: skip
+    task.load_dataset("train")
+    starts_table = word_start_table(task.dictionary)
+    realised = []
+    for update, sample in zip((0, 90), batches(task, limit=2)):
+        tokens = sample["net_input"]["src_tokens"]
+        m = task.training_masks(sample, update)
+        realised.append(m.predicted.sum().item() / m.maskable.sum().item())
+        for row in range(tokens.size(0)):
+            maskable = m.maskable[row]
+            begins = maskable & (starts_table[tokens[row]] | torch.cat([torch.tensor([True]), ~maskable[:-1]]))
+            word_id = begins.long().cumsum(0)
+            for w in torch.unique(word_id[maskable]):
+                picked = m.predicted[row][maskable & (word_id == w)]
+                assert picked.all() or not picked.any()
+    assert realised[0] > 2.5 * realised[1]  # 0.30 at update 0, 0.03 at 90 of 100

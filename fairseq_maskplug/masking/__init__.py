@@ -6,7 +6,7 @@
 - :mod:`.masker`: the :class:`Masker` (a vocabulary's units and corruption)
   and :class:`MaskedTokens`, what every strategy returns.
 - :mod:`.strategies`: one strategy per way of choosing units (uniform,
-  weighted, fully-explored, proposal), all called alike.
+  spans, weighted, fully-explored, proposal), all called alike.
 - :mod:`.fully_explored`, :mod:`.schedules`, :mod:`.class_losses`,
   :mod:`.importance`: segment partitions, mask-ratio schedules, running
   per-class losses (POS weighting), importance weights (MAPNet).
@@ -27,6 +27,7 @@ from .strategies import (
     MaskingStrategy,
     ProposalMasking,
     ProposalUnits,
+    SpanUnits,
     UniformUnits,
     WeightedUnits,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ProposalUnits",
     "RatioSchedule",
     "SequenceSlot",
+    "SpanUnits",
     "Slot",
     "UniformUnits",
     "UnitSelection",

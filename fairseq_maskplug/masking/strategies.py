@@ -64,6 +64,48 @@ class UniformUnits(MaskingStrategy):
 WEIGHTED_LAWS = ("reference", "race")
 
 
+class SpanUnits(MaskingStrategy):
+    """Stock fairseq's span masking (``--mask-multiple-length``,
+    ``--mask-stdev``) over units: ``ratio(update) / length`` of each
+    sequence's units (stochastically rounded, at least one) start a span,
+    chosen uniformly; a span covers ``length`` units, or, with ``stdev`` > 0,
+    round(N(length, stdev²)) units (at least 0), clipped to the sequence;
+    overlapping spans merge, so the realised ratio is below ``ratio`` as in
+    stock. Spans run over units, so they skip specials (stock's may cover
+    ``</s>``) and cover whole words with whole-word units."""
+
+    def __init__(self, masker: Masker, ratio: Ratio, length: int, stdev: float = 0.0):
+        self.check(length, stdev)
+        super().__init__(masker)
+        self.ratio, self.length, self.stdev = ratio, length, stdev
+
+    @staticmethod
+    def check(length: int, stdev: float):
+        if length < 1:
+            raise ValueError(f"`length` must be at least 1, got {length}")
+        if stdev < 0:
+            raise ValueError(f"`stdev` must be >= 0, got {stdev}")
+
+    def __call__(self, tokens, draws, update_num, unit_weights=None):
+        units = self.masker.units(tokens)
+        counts = stochastic_counts(units.count(), self.ratio(update_num) / self.length, draws.rounding_noise)
+        first = select_by_rank(draws.hashes(Slot.UNIT_SCORE), units.starts, counts)
+        if self.stdev > 0:
+            normal = torch.special.ndtri(draws.per_position(Slot.SPAN_LENGTH).clamp(1e-300, 1 - 1e-16))
+            spans = torch.round(self.length + self.stdev * normal).clamp(min=0).long()
+        else:
+            spans = torch.full_like(tokens, self.length)
+        # units numbered 0, 1, ... per sequence; a span starting at unit k covers k .. k + span - 1
+        number = units.starts.long().cumsum(dim=1) - 1
+        edges = torch.zeros(tokens.size(0), tokens.size(1) + 1, dtype=torch.long, device=tokens.device)
+        edges.scatter_add_(1, torch.where(first, number, tokens.size(1)), first.long())
+        end = (number + spans).clamp(max=tokens.size(1))
+        edges.scatter_add_(1, torch.where(first, end, tokens.size(1)), -first.long())
+        covered = edges.cumsum(dim=1)[:, :-1] > 0  # by unit number
+        chosen = units.starts & covered.gather(1, number.clamp(min=0))
+        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen))
+
+
 class WeightedUnits(MaskingStrategy):
     """Up to ``ratio(update)`` of each sequence's maskable *tokens*
     (stochastically rounded, at least one), units favoured by their

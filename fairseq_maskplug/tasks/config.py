@@ -22,7 +22,7 @@ from ..masking import CorruptionRule, FullyExploredOptions, RatioSchedule, defau
 from ..masking.class_losses import check_tracker_options
 from ..masking.fully_explored import MASK_SIZES, PARTITIONS
 from ..masking.schedules import SCHEDULES
-from ..masking.strategies import WEIGHTED_LAWS
+from ..masking.strategies import WEIGHTED_LAWS, SpanUnits
 
 MASKING_CHOICES = ("random", "fully_explored")
 CONTENT_WEIGHTINGS = ("none", "pos")
@@ -212,6 +212,30 @@ def ratio_schedule(cfg: MaskedLMPlusConfig) -> RatioSchedule:
     return schedule
 
 
+def uses_spans(cfg: MaskedLMPlusConfig) -> bool:
+    """Stock span masking is asked for (``--mask-multiple-length`` > 1 or ``--mask-stdev`` > 0)."""
+    return cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0
+
+
+def check_spans(cfg: MaskedLMPlusConfig):
+    """Span masking combines with ratio schedules and whole words; the
+    strategies that choose units their own way refuse it."""
+    if not uses_spans(cfg):
+        return
+    with options_named({"length": "mask_multiple_length", "stdev": "mask_stdev"}):
+        SpanUnits.check(cfg.mask_multiple_length, cfg.mask_stdev)
+    if cfg.masking != "random":
+        raise MaskingOptionError(
+            "--mask-multiple-length / --mask-stdev (span masking) need --masking random: fully-explored copies "
+            "partition the units into K segments (--fe-partition contiguous gives span-shaped segments)"
+        )
+    if cfg.content_weighting != "none":
+        raise MaskingOptionError(
+            "--mask-multiple-length / --mask-stdev (span masking) cannot be combined with --content-weighting pos, "
+            "which chooses units by their POS weights"
+        )
+
+
 def check_pos_weighting(cfg: MaskedLMPlusConfig):
     """The options of ``--content-weighting pos`` (POS weighting)."""
     if cfg.content_weighting == "none":
@@ -232,10 +256,6 @@ def check_masking_options(cfg: MaskedLMPlusConfig):
     masking object checks (ratios, block length, stock options not supported)."""
     _check_unit_interval("mask_prob", cfg.mask_prob, open_low=True, open_high=True)
     _check_unit_interval("valid_mask_prob", cfg.valid_mask_prob, open_low=True, open_high=True)
-    if cfg.mask_multiple_length != 1 or cfg.mask_stdev != 0:
-        raise MaskingOptionError(
-            "--mask-multiple-length / --mask-stdev (span masking) are not supported by masked_lm_plus; leave them at 1 / 0"
-        )
     if cfg.d2v2_multi or cfg.include_target_tokens or cfg.skip_masking:
         raise MaskingOptionError(
             "--d2v2-multi / --include-target-tokens / --skip-masking are data2vec options; masked_lm_plus "

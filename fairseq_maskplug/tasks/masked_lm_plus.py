@@ -47,6 +47,7 @@ from ..masking import (
     ProposalMasking,
     ProposalUnits,
     RatioSchedule,
+    SpanUnits,
     UniformUnits,
     WeightedUnits,
 )
@@ -57,9 +58,11 @@ from .config import (
     TimeVariantMaskedLMConfig,
     check_masking_options,
     check_pos_weighting,
+    check_spans,
     corruption_rule,
     fully_explored_options,
     ratio_schedule,
+    uses_spans,
 )
 from .pos_weighting import PosWeighting
 from .resume import task_state_to_restore
@@ -100,6 +103,7 @@ class MaskedLMPlusTask(MaskedLMTask):
     def __init__(self, cfg: MaskedLMPlusConfig, dictionary=None):
         check_masking_options(cfg)
         check_pos_weighting(cfg)
+        check_spans(cfg)
         rule = corruption_rule(cfg)
         super().__init__(cfg, dictionary)
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
@@ -133,6 +137,8 @@ class MaskedLMPlusTask(MaskedLMTask):
             logger.info("mask-ratio schedule: %s", self.schedule)
         if cfg.content_weighting == "pos":
             return WeightedUnits(self.train_masker, self.schedule, str(cfg.pos_selection))
+        if uses_spans(cfg):
+            return SpanUnits(self.train_masker, self.schedule, cfg.mask_multiple_length, cfg.mask_stdev)
         return UniformUnits(self.train_masker, self.schedule)
 
     @classmethod
@@ -182,7 +188,8 @@ class MaskedLMPlusTask(MaskedLMTask):
             raise MaskingOptionError(f"{criterion_name} needs the model built first (task.build_model)")
         if not isinstance(self.train_strategy, UniformUnits):
             raise MaskingOptionError(
-                f"{criterion_name} draws its own masks: use --masking random and --content-weighting none"
+                f"{criterion_name} draws its own masks: use --masking random, --content-weighting none and no span "
+                "masking (--mask-multiple-length 1, --mask-stdev 0)"
             )
         return ProposalMasking(
             ProposalUnits(self.train_masker, self.schedule), self.train_strategy, self.model_dim, self.cfg.tokens_per_sample
