@@ -9,6 +9,10 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["fairseq_maskplug", "fairseq_maskplug.*"]),
     package_data={"fairseq_maskplug": ["config/**/*.yaml"]},
-    install_requires=["torch>=2.6", "fairseq-fixed==0.12.3.1", "numpy", "sentencepiece", "sacremoses"],
-    extras_require={"test": ["pytest", "pytest-xdist", "ruff"], "plots": ["matplotlib"]},
+    install_requires=["torch>=2.6", "fairseq-fixed==0.12.3.1", "numpy", "sentencepiece", "sacremoses", "tensorboardX"],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "ruff"],
+        "plots": ["matplotlib"],
+        "hf": ["transformers", "tokenizers", "safetensors"],
+    },
 )

@@ -18,6 +18,7 @@ import sys
 import torch
 
 from fairseq_maskplug.diagnostics.gradient_variance import (
+    against_uniform,
     as_dicts,
     estimate,
     hamming_curve,
@@ -25,6 +26,7 @@ from fairseq_maskplug.diagnostics.gradient_variance import (
     ratio_estimate,
     selected_parameters,
     strategies,
+    uniform_reference,
 )
 from fairseq_maskplug.diagnostics.validation import load_for_masking
 from fairseq_maskplug.experiments.configurations import ENCODERS, TINY
@@ -73,12 +75,23 @@ def load_mapnet_criterion(checkpoint, task):
     return criterion.eval()
 
 
+def _ci(record, key):
+    low, high = record[f"{key}_ci"]
+    return f"[{low:.4f}, {high:.4f}]"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--strategies", default="random,random_k,fully_explored,fully_explored_contiguous")
     parser.add_argument("--draws", type=int, default=32, help="mask realisations per strategy (R)")
+    parser.add_argument(
+        "--reference-draws",
+        type=int,
+        default=0,
+        help="uniform-mask draws whose mean is the reference gradient (default 4 x --draws)",
+    )
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--segments", type=int, default=7, help="K for random_k and fully-explored (ratio 1/K)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences in the fixed batch")
@@ -111,6 +124,16 @@ def main(argv=None):
         model, params, tokens, batch["id"].tolist(), task.dictionary.pad(), {n: available[n] for n in names}, args.draws
     )
     estimates = [estimate(name, g) for name, g in grads.items()]
+    reference_draws = args.reference_draws or 4 * args.draws
+    reference = measure_strategies(
+        model, params, tokens, batch["id"].tolist(), task.dictionary.pad(),
+        {"reference": uniform_reference(task.train_masker, args.segments, args.seed)}, reference_draws,
+    )["reference"]  # fmt: skip
+    if "random" not in grads:
+        grads["random"] = measure_strategies(
+            model, params, tokens, batch["id"].tolist(), task.dictionary.pad(), {"random": available["random"]}, args.draws
+        )["random"]  # fmt: skip
+    versus_uniform = against_uniform(grads, reference)
     result = {
         "checkpoint": args.checkpoint,
         "data": args.data,
@@ -122,12 +145,11 @@ def main(argv=None):
         "parameter_count": sum(p.numel() for p in params),
         "draws": args.draws,
         "dropout": "off (model.eval())",
-        "strategies": as_dicts(estimates),
+        "reference": {"draws": reference_draws, "mean_gradient_sq_norm": reference.double().mean(0).pow(2).sum().item()},
+        "strategies": [entry | versus_uniform[entry["strategy"]] for entry in as_dicts(estimates)],
     }
     if "random_k" in grads and "fully_explored" in grads:
         result["fully_explored_over_random_k"] = ratio_estimate(grads["fully_explored"], grads["random_k"])
-    if "random" in grads and "mapnet" in grads:
-        result["mapnet_over_random"] = ratio_estimate(grads["mapnet"], grads["random"])
     if args.hamming_curve:
         result["hamming_curve"] = hamming_curve(
             model, params, tokens, batch["id"].tolist(), task.train_masker, 1 / args.segments, args.pairs, args.seed

@@ -34,5 +34,5 @@ PIP=(python -m pip install --quiet --disable-pip-version-check -c "$REPO_ROOT/co
 "${PIP[@]}" torch==2.13.0 numpy cython setuptools wheel
 # fairseq must compile against the torch just installed, not a build-isolation copy
 "${PIP[@]}" --no-build-isolation fairseq-fixed==0.12.3.1
-"${PIP[@]}" --no-build-isolation -e "$REPO_ROOT[test,plots]"
+"${PIP[@]}" --no-build-isolation -e "$REPO_ROOT[test,plots,hf]"
 echo "$wanted" > "$STAMP"

@@ -211,7 +211,7 @@ NO_INVALID_VALUE = {
     "mapnet_own_embeddings": "a flag",
     "no_decoder_projection": "a flag; the width mismatch it can cause is under decoder_embed_dim",
 }
-MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader"}  # other groups' options, read by the task
+MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader", "word_bpe"}  # other groups' options, read by the task
 MAE_OPTIONS = set(DECODER_OPTIONS)
 
 OPTION_CASES = [(option, flags, message) for option, cases in OPTION_CATALOGUE.items() for flags, message in cases]
@@ -357,7 +357,7 @@ DATA_CATALOGUE = {
         False,
         word_level_dictionary,
         ["--mask-whole-words"],
-        r"--mask-whole-words needs word-start information.*prepare_corpus.py",
+        r"--mask-whole-words needs to know where words begin, but no --bpe is given.*prepare_corpus.py",
     ),
     "POS input of another split": (
         True,

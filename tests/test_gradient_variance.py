@@ -9,7 +9,12 @@ import torch
 from test_fully_explored import fully_explored_masks
 from test_masking import draws_for, make_batch, make_masker, uniform
 
-from fairseq_maskplug.diagnostics.gradient_variance import estimate, ratio_estimate, relative_variance_from_gram
+from fairseq_maskplug.diagnostics.gradient_variance import (
+    against_uniform,
+    estimate,
+    ratio_estimate,
+    relative_variance_from_gram,
+)
 from fairseq_maskplug.masking import FullyExploredOptions
 from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
 
@@ -37,6 +42,33 @@ def test_estimate_recovers_a_known_relative_variance_with_its_interval():
     assert result.ci_low < 0.5 < result.ci_high
     ratio = ratio_estimate(grads, grads)
     assert ratio["ratio"] == 1.0 and ratio["ci_low"] == ratio["ci_high"] == 1.0
+
+
+def test_the_measure_against_the_uniform_mean_reads_spread_and_bias_apart():
+    """Synthetic gradients around μ (‖μ‖² = 1): an unbiased strategy with twice
+    random's spread reads tr Cov ratio 2, bias² 0 (within its interval) and
+    MSE = its tr Cov; a strategy with the same spread as random but a mean
+    shifted by δ (‖δ‖² = 0.25) reads ratio 1, bias² 0.25. relative_variance
+    would have divided each by its own mean instead."""
+    generator = torch.Generator().manual_seed(0)
+    D, R = 400, 200
+    mu = torch.zeros(D, dtype=torch.float64)
+    mu[0] = 1.0
+    delta = torch.zeros(D, dtype=torch.float64)
+    delta[1] = 0.5
+
+    def draws(n, spread, shift=0.0):
+        return mu + shift + torch.randn(n, D, generator=generator, dtype=torch.float64) * (spread / D) ** 0.5
+
+    grads = {"random": draws(R, 0.5), "noisier": draws(R, 1.0), "biased": draws(R, 0.5, delta)}
+    result = against_uniform(grads, draws(4 * R, 0.5))
+    assert result["random"]["trace_cov_ratio_to_random"] == 1.0
+    assert abs(result["noisier"]["trace_cov_ratio_to_random"] - 2) < 0.2
+    for name, expected_bias in (("random", 0.0), ("noisier", 0.0), ("biased", 0.25)):
+        low, high = result[name]["bias_sq_ci"]
+        assert low <= expected_bias <= high, (name, result[name])
+    assert abs(result["biased"]["bias_sq"] - 0.25) < 0.03 and abs(result["biased"]["trace_cov_ratio_to_random"] - 1) < 0.15
+    assert abs(result["noisier"]["mse"] - 1.0) < 0.1 and abs(result["biased"]["mse"] - 0.75) < 0.1
 
 
 def test_additive_case_fully_explored_has_zero_mask_variance():
@@ -91,6 +123,11 @@ def test_measure_mask_variance_script(brown_data, tmp_path):
         assert names == ["random", "random_k", "fully_explored", "fully_explored_contiguous"]
         for s in report["strategies"]:
             assert s["ci_low"] <= s["relative_variance"] <= s["ci_high"]
+            for key in ("trace_cov_ratio_to_random", "bias_sq", "mse"):
+                low, high = s[f"{key}_ci"]
+                assert low <= s[key] <= high, (s["strategy"], key)
+        assert report["strategies"][0]["trace_cov_ratio_to_random"] == 1.0
+        assert report["reference"]["draws"] == 32
         curve = report["hamming_curve"]
         assert [p["overlap_fraction"] for p in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
         assert curve[-1]["mean_hamming"] == 0 and abs(curve[-1]["cosine"] - 1) < 1e-6

@@ -2,30 +2,63 @@
 
 import torch
 
+from ..errors import MaskingOptionError
 from ..masking import CorruptionRule, Masker
 
 SENTENCEPIECE_WORD_START = "\u2581"  # '▁', the piece prefix sentencepiece writes before a word
 
 
-def word_start_table(dictionary, marker: str = SENTENCEPIECE_WORD_START) -> torch.Tensor:
-    """Bool (V,): True for symbols that begin a word (their text starts with
-    ``marker``). Specials and ``<mask>`` are False.
+def word_start_table(dictionary, bpe=None) -> torch.Tensor:
+    """Bool (V,): True for symbols that begin a word; specials and ``<mask>``
+    are False.
 
-    Raises ValueError when no symbol carries the marker: the dictionary was not
-    built from sentencepiece pieces, so whole words cannot be recovered.
+    ``bpe``: the run's ``--bpe`` configuration (a config with ``_name``, as
+    fairseq builds it) or None. With one, word starts come from that BPE
+    through fairseq's own helper (``get_whole_word_mask``), as stock
+    ``masked_lm`` takes them: GPT-2 ids, sentencepiece, BERT word pieces, ...
+    Without one, a symbol begins a word when it starts with sentencepiece's
+    ``▁`` (the data this project prepares).
+
+    Raises MaskingOptionError naming ``--bpe`` when neither applies, or when the
+    BPE cannot be built or cannot tell word starts.
     """
-    table = torch.tensor(
-        [index >= dictionary.nspecial and symbol.startswith(marker) for index, symbol in enumerate(dictionary.symbols)],
-        dtype=torch.bool,
-    )
-    if not table.any():
-        raise ValueError(
-            f"--mask-whole-words needs word-start information, but no symbol of the dictionary "
-            f"({len(dictionary)} symbols) starts with the sentencepiece word marker {marker!r}. "
-            "Prepare the data with scripts/prepare_corpus.py (sentencepiece pieces), "
-            "or drop --mask-whole-words."
-        )
+    name = getattr(bpe, "_name", None) if bpe is not None else None
+    if name is not None:
+        table = bpe_word_starts(dictionary, bpe, name)
+    else:
+        table = torch.tensor([symbol.startswith(SENTENCEPIECE_WORD_START) for symbol in dictionary.symbols])
+        if not table[dictionary.nspecial :].any():
+            raise MaskingOptionError(
+                f"--mask-whole-words needs to know where words begin, but no --bpe is given and no symbol of the "
+                f"dictionary ({len(dictionary)} symbols) starts with the sentencepiece word marker "
+                f"{SENTENCEPIECE_WORD_START!r}: pass the --bpe the data was encoded with (gpt2, sentencepiece, bert, "
+                "hf_byte_bpe, with its files), prepare the data with scripts/prepare_corpus.py, or drop "
+                "--mask-whole-words"
+            )
+    table[: dictionary.nspecial] = False
     return table
+
+
+def bpe_word_starts(dictionary, bpe, name: str) -> torch.Tensor:
+    """Bool (V,) word starts from fairseq's ``get_whole_word_mask`` for ``--bpe name``."""
+    from fairseq.data import encoders
+    from fairseq.data.encoders.utils import get_whole_word_mask
+
+    try:
+        built = encoders.build_bpe(bpe)
+    except Exception as error:  # a missing file, package or download: name the option
+        raise MaskingOptionError(
+            f"--mask-whole-words takes word starts from --bpe {name}, which could not be built: "
+            f"{type(error).__name__}: {error} (give its files, e.g. --gpt2-encoder-json/--gpt2-vocab-bpe, "
+            "--sentencepiece-model, --bpe-vocab-file)"
+        ) from error
+    if not hasattr(built, "is_beginning_of_word"):
+        raise MaskingOptionError(
+            f"--mask-whole-words: --bpe {name} cannot tell where words begin (fairseq's {type(built).__name__} has no "
+            "is_beginning_of_word); use a BPE that can (gpt2, sentencepiece, bert, hf_byte_bpe) or drop "
+            "--mask-whole-words"
+        )
+    return get_whole_word_mask(bpe, dictionary).bool()
 
 
 def replacement_weights(dictionary, mask_idx: int, frequency_weighted: bool) -> torch.Tensor:
@@ -46,14 +79,17 @@ def replacement_weights(dictionary, mask_idx: int, frequency_weighted: bool) -> 
     return weights
 
 
-def build_masker(dictionary, mask_idx: int, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool) -> Masker:
+def build_masker(
+    dictionary, mask_idx: int, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool, bpe=None
+) -> Masker:
     """A Masker for ``dictionary``: never selects ``<s>``, ``</s>``, ``<pad>``,
-    ``<mask>``; whole words from sentencepiece pieces when ``whole_words``."""
+    ``<mask>``; whole words (from ``bpe``, else sentencepiece pieces) when
+    ``whole_words``."""
     return Masker(
         mask_idx=mask_idx,
         pad_idx=dictionary.pad(),
         special_ids=(dictionary.bos(), dictionary.eos(), dictionary.pad(), mask_idx),
         rule=rule,
         replacement_weights=replacement_weights(dictionary, mask_idx, frequency_weighted),
-        word_start_table=word_start_table(dictionary) if whole_words else None,
+        word_start_table=word_start_table(dictionary, bpe) if whole_words else None,
     )

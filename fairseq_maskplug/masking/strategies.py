@@ -65,8 +65,8 @@ WEIGHTED_LAWS = ("reference", "race")
 
 
 class SpanUnits(MaskingStrategy):
-    """Stock fairseq's span masking (``--mask-multiple-length``,
-    ``--mask-stdev``) over units: ``ratio(update) / length`` of each
+    """Stock fairseq's span masking (its ``mask_multiple_length`` and
+    ``mask_stdev``) over units: ``ratio(update) / length`` of each
     sequence's units (stochastically rounded, at least one) start a span,
     chosen uniformly; a span covers ``length`` units, or, with ``stdev`` > 0,
     round(N(length, stdev²)) units (at least 0), clipped to the sequence;

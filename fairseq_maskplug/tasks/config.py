@@ -10,7 +10,7 @@ flags here, once.
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 from fairseq.dataclass import ChoiceEnum
@@ -108,6 +108,7 @@ class MaskedLMPlusConfig(MaskedLMConfig):
         },
     )
     # mirrors of other groups' options, read by the task (no help: not task options)
+    word_bpe: Any = II("bpe")  # the --bpe group (not "bpe": the argparse namespace would fill it with the name alone)
     max_update: int = II("optimization.max_update")
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")

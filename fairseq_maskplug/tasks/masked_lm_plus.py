@@ -62,6 +62,7 @@ from .config import (
     corruption_rule,
     fully_explored_options,
     ratio_schedule,
+    resolved,
     uses_spans,
 )
 from .pos_weighting import PosWeighting
@@ -108,8 +109,9 @@ class MaskedLMPlusTask(MaskedLMTask):
         super().__init__(cfg, dictionary)
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
         self.train_masker = build_masker(
-            self.dictionary, self.mask_idx, rule, cfg.mask_whole_words, cfg.freq_weighted_replacement
-        )
+            self.dictionary, self.mask_idx, rule, cfg.mask_whole_words, cfg.freq_weighted_replacement,
+            bpe=resolved(cfg, "word_bpe", None),
+        )  # fmt: skip
         self.schedule = ratio_schedule(cfg)
         self.train_strategy = self.build_train_strategy(cfg)
         valid_masker = build_masker(
