@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from fairseq_maskplug.data.vocabulary import build_masker
 from fairseq_maskplug.diagnostics.gradient_variance import (
     against_uniform,
     as_dicts,
@@ -30,6 +31,7 @@ from fairseq_maskplug.diagnostics.gradient_variance import (
 )
 from fairseq_maskplug.diagnostics.validation import load_for_masking
 from fairseq_maskplug.experiments.configurations import ENCODERS, TINY
+from fairseq_maskplug.masking import CorruptionRule
 
 
 def fresh_model(data, args):
@@ -94,6 +96,12 @@ def main(argv=None):
     )
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--segments", type=int, default=7, help="K for random_k and fully-explored (ratio 1/K)")
+    parser.add_argument(
+        "--corruption",
+        choices=("80_10_10", "mask_only"),
+        default="80_10_10",
+        help="what a masked position shows: stock 80/10/10, or <mask> always (the additive case is closer)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="sequences in the fixed batch")
     parser.add_argument("--split", default="valid", help="split the fixed batch is taken from (its first sequences)")
     parser.add_argument("--params", default=".", help="regex over parameter names (default: all parameters)")
@@ -109,6 +117,8 @@ def main(argv=None):
 
     task, model = load_for_masking(args.checkpoint, args.data) if args.checkpoint else fresh_model(args.data, args)
     criterion = load_mapnet_criterion(args.checkpoint, task) if "mapnet" in args.strategies else None
+    if args.corruption == "mask_only":
+        task.train_masker = build_masker(task.dictionary, task.mask_idx, CorruptionRule(0.0, 0.0), False, False)
     available = strategies(task.train_masker, args.segments, args.seed, model, criterion)
     names = [s for s in args.strategies.split(",") if s]
     unknown = [s for s in names if s not in available]
@@ -145,6 +155,7 @@ def main(argv=None):
         "parameter_count": sum(p.numel() for p in params),
         "draws": args.draws,
         "dropout": "off (model.eval())",
+        "corruption": args.corruption,
         "reference": {"draws": reference_draws, "mean_gradient_sq_norm": reference.double().mean(0).pow(2).sum().item()},
         "strategies": [entry | versus_uniform[entry["strategy"]] for entry in as_dicts(estimates)],
     }

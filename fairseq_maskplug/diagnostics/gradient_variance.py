@@ -7,8 +7,11 @@ parameter subset each time, and report
 
     relative_variance = tr Cov_masks(g) / ||E_masks g||²
 
-with a bootstrap interval. Also the covariance of two masks' gradients as a
-function of their Hamming distance (the quantity FE-MLM's theorem is about).
+with a bootstrap interval; and, against the uniform-mask mean gradient
+(:func:`against_uniform`), the trace-covariance ratio to random masking, the
+squared bias and the mean squared error, which read biased estimators
+correctly. Also the covariance of two masks' gradients as a function of
+their Hamming distance (the quantity FE-MLM's theorem is about).
 """
 
 import math

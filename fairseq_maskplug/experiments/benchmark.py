@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..diagnostics.masking_cost import REFERENCE_BATCH, MaskingCost
-from ..masking import default_segments
-from .configurations import ENCODERS, method_flags
+from .configurations import ENCODERS, FE_COPIES, method_flags
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
 from .learning_curves import PACKAGE_DIR
 
 # the methods benchmarked ("random" is masked_lm_plus with its defaults)
 ARMS = ["stock", "random", "fully_explored", "linear", "cosine", "pos", "mapnet", "mae_lm"]
-FE_COPIES = default_segments(0.15)  # K of the fully_explored arm at the default --mask-prob
 
 # the targets of issue 7: arm -> (minimum ratio to stock, the throughput it is measured on)
 TARGETS = {

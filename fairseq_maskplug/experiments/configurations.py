@@ -10,6 +10,8 @@ against :data:`TINY` by a test.
 from dataclasses import dataclass, field
 from typing import Dict, List
 
+from ..masking.fully_explored import default_segments
+
 
 @dataclass(frozen=True)
 class EncoderSize:
@@ -84,9 +86,21 @@ class TrainingConfiguration:
 # the tests' model, and the learning curves' quick comparisons
 TINY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=16, updates=400)
 
+# the study's (docs/STUDY.md; calibrated there): the tiny encoder on a 4,000-piece vocabulary
+# (prepare_corpus.py --vocab-size 4000), lr 3e-3, as long as one CPU core trains stock masked_lm
+# in about four minutes
+STUDY_VOCABULARY = 4000
+STUDY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=16, updates=6000,
+                              optimizer=OptimizerRecipe(lr=3e-3))  # fmt: skip
+# the same, a hundred times shorter: the tests and a first look
+STUDY_QUICK = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=8, updates=30,
+                                    optimizer=OptimizerRecipe(lr=3e-3))  # fmt: skip
+CONFIGURATIONS: Dict[str, TrainingConfiguration] = {"tiny": TINY, "study": STUDY, "study_quick": STUDY_QUICK}
+
 # method -> the fairseq-train flags that select it (on top of a configuration's;
 # later flags win). MAE-LM arms also get their encoder size's decoder depth
 # (see method_flags).
+FE_COPIES = default_segments(0.15)  # K of fully-explored masking at the default --mask-prob (7)
 PLUS = ["--task", "masked_lm_plus"]
 POS_WEIGHTING = ["--mask-whole-words", "--content-weighting", "pos"]  # the reference's PTW: whole words
 MAPNET = [*PLUS, "--criterion", "mapnet_masked_lm"]
@@ -106,6 +120,9 @@ METHODS: Dict[str, List[str]] = {
     "mapnet": MAPNET,
     "mapnet_clipped": [*MAPNET, "--mapnet-weights", "product_clipped"],
     "mae_lm": [*PLUS, *MAE_LM],
+    # two combinations no paper has tried
+    "cosine_mae_lm": [*PLUS, "--mask-schedule", "cosine", *MAE_LM],
+    "fully_explored_mae_lm": ["--task", "fully_explored_masked_lm", *MAE_LM],
 }
 # methods that need the POS side input (prepare_corpus.py --pos)
 POS_METHODS = {name for name, flags in METHODS.items() if "pos" in flags}

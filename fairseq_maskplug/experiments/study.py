@@ -1,0 +1,248 @@
+"""The study: every method as an arm, trained for several seeds under the
+STUDY configuration, then probed downstream. One arm-seed is one job (a
+child process, one CPU thread): it trains with ``fairseq-train`` (resuming
+from its last checkpoint if it was killed), scores the result and writes
+``result.json``; a job whose ``result.json`` exists is skipped.
+
+    python -m fairseq_maskplug.experiments.study JOB_JSON   (one arm-seed; scripts/study.py runs them)
+
+Per arm-seed: the validation curve on the fixed standard mask (fairseq's
+validation of ``masked_lm_plus`` uses it; stock ``masked_lm``'s interval
+checkpoints are re-scored on it) against updates, tokens processed and
+training seconds; the final loss at full precision; masked-token accuracy
+on the test split; the POS probe of every layer; the Brown genre task
+fine-tuned with stock fairseq (MAE-LM through ``export_roberta``).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .configurations import CONFIGURATIONS, FE_COPIES, TrainingConfiguration, is_mae_lm, method_flags
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class StudyArm:
+    """``method`` (a METHODS name) with the batch divided by ``batch_divisor``
+    (fully-explored at equal compute: B/K sequences, K copies each)."""
+
+    name: str
+    method: str
+    batch_divisor: int = 1
+
+
+ARMS: List[StudyArm] = [
+    StudyArm("stock", "stock"),
+    StudyArm("random", "random"),
+    StudyArm("fully_explored", "fully_explored"),  # equal updates: K times the copies of the others
+    StudyArm("fully_explored_compute", "fully_explored", FE_COPIES),  # equal compute
+    StudyArm("linear", "linear"),
+    StudyArm("cosine", "cosine"),
+    StudyArm("whole_word", "whole_word"),
+    StudyArm("pos", "pos"),
+    StudyArm("mapnet", "mapnet"),
+    StudyArm("mapnet_clipped", "mapnet_clipped"),
+    StudyArm("mae_lm", "mae_lm"),
+    StudyArm("cosine_mae_lm", "cosine_mae_lm"),
+    StudyArm("fully_explored_mae_lm", "fully_explored_mae_lm", FE_COPIES),
+]
+ARM_BY_NAME = {arm.name: arm for arm in ARMS}
+
+
+@dataclass
+class StudySettings:
+    """What every job of one study shares."""
+
+    data: str  # prepared with --pos, at the configuration's vocabulary size
+    out: str
+    configuration: str = "study"  # a name of experiments.configurations.CONFIGURATIONS
+    validate_every: int = 0  # 0 = a tenth of the updates
+    probe_tokens: int = 20000  # tagged tokens the POS probe trains and is scored on
+    genre_dir: Optional[str] = None  # the genre task (corpus/genres.py); None skips it
+    genre_epochs: int = 3
+
+    def __post_init__(self):
+        self.data, self.out = os.path.abspath(self.data), os.path.abspath(self.out)
+        self.genre_dir = os.path.abspath(self.genre_dir) if self.genre_dir else None
+
+    @property
+    def config(self) -> TrainingConfiguration:
+        return CONFIGURATIONS[self.configuration]
+
+    @property
+    def interval(self) -> int:
+        return self.validate_every or max(1, self.config.updates // 10)
+
+
+@dataclass
+class ArmSeedResult:
+    arm: str
+    seed: int
+    flags: List[str]
+    curve: List[Dict[str, float]]  # updates, valid_bits, tokens, seconds
+    final_valid_bits: float  # fixed standard mask, full precision (MAE-LM: its decoder's)
+    train_seconds: float
+    masked_token_accuracy: float
+    pos_probe: Dict
+    genre_accuracy: Optional[float]
+    decoder_loss: bool  # MAE-LM: the loss above is its pre-training decoder's
+    evaluation_seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)
+
+
+def arm_dir(settings: StudySettings, arm: str, seed: int) -> Path:
+    return Path(settings.out) / "runs" / arm / f"seed{seed}"
+
+
+def train_command(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path) -> List[str]:
+    config = settings.config
+    keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
+    return [
+        sys.executable, "-m", "fairseq_cli.train", settings.data, "--user-dir", str(PACKAGE_DIR),
+        "--criterion", "masked_lm", *config.flags(), *method_flags(arm.method, config.encoder),
+        "--batch-size", str(max(1, config.batch_size // arm.batch_divisor)), "--batch-size-valid", str(config.batch_size),
+        "--seed", str(seed),
+        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--validate-interval-updates", str(settings.interval),
+        "--save-interval-updates", str(settings.interval), "--keep-interval-updates", "-1" if keep else "1",
+        "--log-format", "json", "--log-interval", str(max(1, settings.interval // 5)),
+    ]  # fmt: skip
+
+
+def parse_log(log: Path):
+    """(train records, valid records) from a json-format fairseq log; a record
+    repeated after a resume replaces the earlier one."""
+    train, valid = {}, {}
+    for line in log.read_text().splitlines():
+        match = re.search(r"\| (train_inner|valid) \| (\{.*\})", line)
+        if match:
+            record = json.loads(match.group(2))
+            if match.group(1) == "train_inner":
+                train[int(record["num_updates"])] = record
+            else:
+                valid[int(record["valid_num_updates"])] = record
+    return [train[k] for k in sorted(train)], [valid[k] for k in sorted(valid)]
+
+
+def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
+    """Validation points (updates, bits, tokens processed, training seconds);
+    ``rescore(update)`` replaces fairseq's logged loss (stock's own masks)."""
+    train, valid = parse_log(log)
+    tokens, seen, wall = 0.0, 0, {}
+    cumulative = {}
+    for record in train:  # wpb is the mean over the records' interval
+        updates = int(record["num_updates"])
+        tokens += float(record["wpb"]) * (updates - seen)
+        seen = updates
+        cumulative[updates] = tokens
+        wall[updates] = float(record["wall"])  # since the start, restored on resume
+    points = []
+    for record in valid:
+        updates = int(record["valid_num_updates"])
+        known = [u for u in cumulative if u <= updates] or [min(cumulative)]
+        at = max(known)
+        bits = rescore(updates) if rescore else float(record["valid_loss"])
+        points.append({"updates": updates, "valid_bits": bits, "tokens": cumulative[at] * updates / at,
+                       "seconds": wall[at] * updates / at})  # fmt: skip
+    return points
+
+
+def run_job(arm_name: str, seed: int, settings: StudySettings) -> ArmSeedResult:
+    """Train (or resume) one arm-seed, evaluate it, write its result.json."""
+    arm = ARM_BY_NAME[arm_name]
+    out = arm_dir(settings, arm_name, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_dir, log = out / "checkpoints", out / "train.log"
+    command = train_command(arm, seed, settings, save_dir)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    with open(log, "a") as handle:
+        code = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise RuntimeError(f"{arm_name} seed {seed}: fairseq-train failed ({code}); see {log}")
+    started = time.time()
+    result = evaluate(arm, seed, settings, out, log)
+    result.evaluation_seconds = time.time() - started
+    (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: Path) -> ArmSeedResult:
+    from ..diagnostics.probes import masked_token_accuracy, pos_probe
+    from ..diagnostics.validation import load_for_masking, standard_validation_loss
+
+    save_dir = out / "checkpoints"
+    last = save_dir / "checkpoint_last.pt"
+    rescore = None
+    if arm.method == "stock":
+
+        def rescore(update):
+            (checkpoint,) = save_dir.glob(f"checkpoint_*_{update}.pt")  # checkpoint_EPOCH_UPDATE.pt
+            return standard_validation_loss(str(checkpoint), settings.data).loss_bits
+
+    points = curve(log, settings.interval, rescore)
+    final = standard_validation_loss(str(last), settings.data).loss_bits
+    task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
+    for split in ("train", "test"):
+        task.load_dataset(split)
+    flags = method_flags(arm.method, settings.config.encoder)
+    notes = []
+    return ArmSeedResult(
+        arm=arm.name, seed=seed, flags=flags, curve=points, final_valid_bits=final,
+        train_seconds=points[-1]["seconds"] if points else 0.0,
+        masked_token_accuracy=masked_token_accuracy(task, model),
+        pos_probe=asdict(pos_probe(task, model, settings.probe_tokens, settings.probe_tokens)),
+        genre_accuracy=genre_accuracy(last, is_mae_lm(flags), seed, settings, out) if settings.genre_dir else None,
+        decoder_loss=is_mae_lm(flags), notes=notes,
+    )  # fmt: skip
+
+
+def genre_accuracy(checkpoint: Path, mae_lm: bool, seed: int, settings: StudySettings, out: Path) -> float:
+    """Stock fairseq sentence_prediction fine-tuning (no --user-dir) from the
+    checkpoint, MAE-LM through export_roberta; the held-out accuracy after the
+    last epoch (no selection on it)."""
+    restore = checkpoint
+    if mae_lm:
+        from ..models.export import export_roberta
+
+        restore = Path(export_roberta(str(checkpoint), str(out / "exported"), force=True))
+    config = settings.config
+    command = [
+        sys.executable, "-m", "fairseq_cli.train", settings.genre_dir, "--task", "sentence_prediction",
+        "--num-classes", str(genre_classes(settings.genre_dir)), "--criterion", "sentence_prediction",
+        "--restore-file", str(restore), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "--reset-lr-scheduler", *config.encoder.flags(), "--arch", "roberta",
+        "--max-positions", str(config.tokens_per_sample), "--init-token", "0", "--separator-token", "2",
+        "--shorten-method", "truncate", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+        "--lr-scheduler", "polynomial_decay", "--warmup-updates", "20", "--total-num-update", "100000",
+        "--max-epoch", str(settings.genre_epochs), "--batch-size", "32", "--cpu", "--num-workers", "0",
+        "--seed", str(seed), "--no-save", "--log-format", "json", "--log-interval", "100",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # stock fairseq: the plugin is not importable
+    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=out)
+    (out / "genre.log").write_text(run.stdout + run.stderr)
+    if run.returncode != 0:
+        raise RuntimeError(f"genre fine-tuning failed ({run.returncode}); see {out / 'genre.log'}")
+    _, valid = parse_log(out / "genre.log")
+    return float(valid[-1]["valid_accuracy"]) / 100 if valid else float("nan")
+
+
+def genre_classes(genre_dir: str) -> int:
+    with open(os.path.join(genre_dir, "label", "dict.txt")) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def main(argv=None):
+    job = json.loads((argv or sys.argv[1:])[0])
+    run_job(job["arm"], job["seed"], StudySettings(**job["settings"]))
+
+
+if __name__ == "__main__":
+    main()

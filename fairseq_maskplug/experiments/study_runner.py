@@ -1,0 +1,202 @@
+"""Running the study: its data and genre task, the arm-seed jobs (one CPU
+thread each, ``jobs`` at a time, finished ones skipped, killed ones resumed)
+with a progress line per arm-seed, the mechanisms re-measured on its
+checkpoints, and the report (tables, verdicts, plots) in ``OUT``."""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from ..corpus.genres import write_genre_task
+from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
+from ..corpus.quickstart import unigram_entropy_bits
+from ..corpus.sources import find_brown
+from .configurations import STUDY_VOCABULARY
+from .study import ARM_BY_NAME, PACKAGE_DIR, StudySettings, arm_dir, parse_log
+from .study_report import load_results, markdown, plot_curves, plot_probes, summarise
+
+# relative cost of an arm-seed (for the ETA): fully-explored at equal updates trains on K copies
+COST = {"fully_explored": 3.0, "mapnet": 1.3, "mapnet_clipped": 1.3, "mae_lm": 1.4, "cosine_mae_lm": 1.4,
+        "fully_explored_mae_lm": 1.4}  # fmt: skip
+
+
+def ensure_data(data: Path, quick: bool) -> Path:
+    """The study's corpus: Brown at the study vocabulary with the POS side
+    input, prepared when missing (quick: the first 60 documents)."""
+    if (data / "pos" / "dict.txt").exists():
+        return data
+    brown = find_brown()
+    if brown is None:
+        raise SystemExit(f"--data {data}: not prepared, and no Brown corpus was found to prepare it from")
+    vocabulary = 1000 if quick else STUDY_VOCABULARY
+    print(f"==> preparing {data} from {brown} ({vocabulary} pieces, POS side input)", flush=True)
+    prepare_corpus(PrepareOptions(input=str(brown), out=str(data), vocab_size=vocabulary, pos=True,
+                                  max_documents=60 if quick else None, workers=2))  # fmt: skip
+    return data
+
+
+def ensure_genre_task(settings: StudySettings, quick: bool) -> Tuple[str, float]:
+    path = Path(settings.out) / "genre"
+    info = path / "task.json"
+    if not info.exists():
+        task = write_genre_task(settings.data, str(path), max_pieces=settings.config.tokens_per_sample - 2,
+                                train_examples=300 if quick else 3000)  # fmt: skip
+        info.write_text(json.dumps(dataclasses.asdict(task), indent=2))
+    return str(path), json.loads(info.read_text())["majority_share"]
+
+
+def progress(arm: str, seed: int, settings: StudySettings, started: float) -> str:
+    log = arm_dir(settings, arm, seed) / "train.log"
+    train, _ = parse_log(log) if log.exists() else ([], [])
+    if not train:
+        return f"{arm} seed {seed}: starting"
+    last = train[-1]
+    done, total = int(last["num_updates"]), settings.config.updates
+    elapsed = time.time() - started
+    eta = elapsed / max(done, 1) * (total - done)
+    return f"{arm} seed {seed}: update {done}/{total}, train loss {last['loss']} bits, {elapsed:.0f} s, ETA {eta:.0f} s"
+
+
+def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int):
+    """Run the arm-seed jobs, ``parallel`` at a time, printing a progress line
+    per running job every half minute and one when each ends."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(PACKAGE_DIR.parent))
+    settings_json = dataclasses.asdict(settings)
+    total_cost = sum(COST.get(arm, 1.0) for arm, _ in jobs)
+    pending, running, done_cost, study_start, last_report = list(jobs), {}, 0.0, time.time(), 0.0
+    while pending or running:
+        while pending and len(running) < parallel:
+            arm, seed = pending.pop(0)
+            job = json.dumps({"arm": arm, "seed": seed, "settings": settings_json})
+            arm_dir(settings, arm, seed).mkdir(parents=True, exist_ok=True)
+            log = open(arm_dir(settings, arm, seed) / "job.log", "a")
+            process = subprocess.Popen([sys.executable, "-m", "fairseq_maskplug.experiments.study", job], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            running[(arm, seed)] = (process, time.time(), log)
+        time.sleep(2)
+        for (arm, seed), (process, _, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[(arm, seed)]
+            if process.returncode != 0:
+                raise SystemExit(f"study: {arm} seed {seed} failed; see {log.name}")
+            done_cost += COST.get(arm, 1.0)
+            result = json.loads((arm_dir(settings, arm, seed) / "result.json").read_text())
+            elapsed = time.time() - study_start
+            eta = elapsed / done_cost * (total_cost - done_cost)
+            print(f"done {arm} seed {seed}: valid {result['final_valid_bits']:.4f} bits, trained "
+                  f"{result['train_seconds']:.0f} s, evaluated {result['evaluation_seconds']:.0f} s | study "
+                  f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)  # fmt: skip
+        if time.time() - last_report > 30:
+            last_report = time.time()
+            for (arm, seed), (_, started, _) in running.items():
+                print("  " + progress(arm, seed, settings, started), flush=True)
+
+
+def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
+    """Each paper's mechanism on the seed-1 checkpoints: fully-explored against
+    random_k with pure <mask> corruption and with 80/10/10, and the Hamming
+    curve (random arm); MAPNet's estimators against the uniform-mask gradient
+    (both MAPNet arms); effective rank, MAE-LM against RoBERTa; PTW's per-tag
+    losses, bias-corrected, early and late."""
+    found = {}
+    scripts, env = PACKAGE_DIR.parent / "scripts", dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    target = out / "mechanisms"
+    target.mkdir(exist_ok=True)
+
+    def checkpoint(arm):
+        path = arm_dir(settings, arm, 1) / "checkpoints" / "checkpoint_last.pt"
+        return str(path) if path.exists() else None
+
+    def measure(name, command):
+        if not (target / f"{name}.json").exists():
+            subprocess.run([sys.executable, *command, "--json", str(target / f"{name}.json")], env=env, check=True,
+                           capture_output=True)  # fmt: skip
+        found[name] = json.loads((target / f"{name}.json").read_text())
+
+    variance = [str(scripts / "measure_mask_variance.py"), "--data", settings.data, "--draws", "32", "--batch-size", "16"]
+    if checkpoint("random"):
+        for corruption in ("mask_only", "80_10_10"):
+            measure(f"fully_explored_{corruption}", variance + ["--checkpoint", checkpoint("random"), "--strategies",
+                    "random,random_k,fully_explored", "--corruption", corruption, "--hamming-curve"])  # fmt: skip
+    for arm in ("mapnet", "mapnet_clipped"):
+        if checkpoint(arm):
+            measure(arm, variance + ["--checkpoint", checkpoint(arm), "--strategies", "random,mapnet"])
+    if checkpoint("random") and checkpoint("mae_lm"):
+        measure("effective_rank", [str(scripts / "effective_rank.py"), "--data", settings.data, "--checkpoint",
+                                   checkpoint("random"), "--checkpoint", checkpoint("mae_lm")])  # fmt: skip
+    if checkpoint("pos"):
+        found["pos_losses"] = pos_losses(arm_dir(settings, "pos", 1) / "checkpoints")
+        (target / "pos_losses.json").write_text(json.dumps(found["pos_losses"], indent=2))
+    return found
+
+
+def pos_losses(checkpoints: Path) -> Dict[str, Dict[str, float]]:
+    """Bias-corrected running loss per tag (bits) at the first interval
+    checkpoint and the last: s / (1 − μ^n), n the updates that saw the tag."""
+    import torch
+
+    paths = sorted(checkpoints.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+    found = {}
+    for label, path in (("early", paths[0]), ("late", paths[-1])):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        momentum = state["cfg"]["task"]["pos_momentum"]
+        tracker = state["task_state"]["pos_running_loss"]
+        corrected = tracker["running"] / (1 - momentum ** tracker["observations"]).clamp(min=1e-12)
+        updates = state["optimizer_history"][-1]["num_updates"]
+        found[f"{label} (update {updates})"] = {tag: round(float(v) / math.log(2), 3)
+                                                for tag, v in zip(state["task_state"]["pos_tags"], corrected)}  # fmt: skip
+    return found
+
+
+def report(settings: StudySettings, out: Path, genre_majority, found_mechanisms: Dict) -> str:
+    """Write OUT/study.json, OUT/study.md, OUT/curves.png and OUT/probes.png; return the Markdown."""
+    from ..diagnostics.probes import random_init_probe
+
+    results = load_results(out, list(ARM_BY_NAME))
+    unigram = unigram_entropy_bits(Path(settings.data) / "dict.txt")
+    summary = summarise(results)
+    baseline_checkpoint = arm_dir(settings, next(iter(results)), results[next(iter(results))][0]["seed"])
+    probe = random_init_probe(str(baseline_checkpoint / "checkpoints" / "checkpoint_last.pt"), settings.data,
+                              settings.probe_tokens)  # fmt: skip
+    baselines = {"majority": probe.majority, "piece_majority": probe.piece_majority, "random_init": probe.layer_accuracy}
+    config = settings.config
+    title = (f"STUDY: {config.encoder.layers} x {config.encoder.dim} encoder, {config.batch_size} x "
+             f"{config.tokens_per_sample} tokens, {config.updates} updates, lr {config.optimizer.lr}")  # fmt: skip
+    plot_curves(results, unigram, out / "curves.png", title)
+    plot_probes(summary, baselines, out / "probes.png")
+    text = markdown(summary, unigram, baselines, genre_majority)
+    (out / "study.md").write_text(title + "\n\n" + text + "\n")
+    (out / "study.json").write_text(json.dumps({"configuration": dataclasses.asdict(config), "unigram_bits": unigram,
+                                                "summary": summary, "baselines": baselines,
+                                                "genre_majority": genre_majority, "mechanisms": found_mechanisms},
+                                               indent=2, default=str))  # fmt: skip
+    return text
+
+
+def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel: int, quick: bool,
+              with_mechanisms: bool) -> str:  # fmt: skip
+    unknown = [a for a in arms if a not in ARM_BY_NAME]
+    if unknown:
+        raise SystemExit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARM_BY_NAME)}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = ensure_data(data, quick)
+    manifest = read_manifest(str(data))
+    settings = StudySettings(data=str(data), out=str(out), configuration="study_quick" if quick else "study",
+                             probe_tokens=2000 if quick else 20000, genre_epochs=1 if quick else 3)  # fmt: skip
+    genre_dir, genre_majority = ensure_genre_task(settings, quick)
+    settings.genre_dir = genre_dir
+    jobs = [(arm, seed) for seed in seeds for arm in arms if not (arm_dir(settings, arm, seed) / "result.json").exists()]
+    skipped = len(arms) * len(seeds) - len(jobs)
+    print(f"==> study: {len(arms)} arms x {len(seeds)} seeds on {data} ({manifest.documents['train']} train documents); "
+          f"{skipped} done already, {len(jobs)} to run, {parallel} at a time", flush=True)  # fmt: skip
+    run_jobs(jobs, settings, parallel)
+    found = mechanisms(settings, out) if with_mechanisms else {}
+    return report(settings, out, genre_majority, found)
