@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything into .venv, prepare a corpus and pre-train a small RoBERTa
-# with masked_lm_plus on the CPU.
+# with masked_lm_plus on the CPU, in the study's configuration (the tiny
+# encoder on 4,000 pieces, lr 3e-3; experiments/configurations.py: STUDY), then
+# show what it learned (fill-mask guesses on held-out sentences).
 #   bash scripts/quickstart.sh [--corpus PATH] [--updates N] [--out DIR]
 # Re-running with the same --out reuses the prepared corpus and resumes from
 # the last checkpoint (nothing is overwritten).
@@ -9,43 +11,42 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT="$(pwd)"
 
 CORPUS=""
-UPDATES=300
+UPDATES=""
 OUT="$REPO_ROOT/runs/quickstart"
 while [ $# -gt 0 ]; do
     case "$1" in
         --corpus) CORPUS="$2"; shift 2 ;;
         --updates) UPDATES="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "quickstart.sh: unknown option $1 (valid: --corpus PATH, --updates N, --out DIR)" >&2; exit 2 ;;
     esac
 done
-case "$UPDATES" in ''|*[!0-9]*|0) echo "quickstart.sh: --updates must be a positive integer, got '$UPDATES'" >&2; exit 2 ;; esac
+case "$UPDATES" in '') ;; *[!0-9]*|0) echo "quickstart.sh: --updates must be a positive integer, got '$UPDATES'" >&2; exit 2 ;; esac
 
 source scripts/setup_env.sh
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-DATA="$(python -m fairseq_maskplug.corpus.quickstart data "$OUT" ${CORPUS:+--corpus "$CORPUS"})"
+VOCABULARY="$(python -c 'from fairseq_maskplug.experiments.configurations import STUDY_VOCABULARY; print(STUDY_VOCABULARY)')"
+DATA="$(python -m fairseq_maskplug.corpus.quickstart data "$OUT" --vocab-size "$VOCABULARY" ${CORPUS:+--corpus "$CORPUS"})"
+UPDATES="${UPDATES:-$(python -c 'from fairseq_maskplug.experiments.configurations import STUDY; print(STUDY.updates)')}"
+# the study configuration's model, blocks, batch and optimizer, $UPDATES long
+read -r -a CONFIGURATION <<< "$(python -c "from fairseq_maskplug.experiments.configurations import STUDY
+print(' '.join(STUDY.flags($UPDATES)))")"
 SAVE_DIR="$OUT/checkpoints"
 LOG_FILE="$OUT/train.log"
 LOG_FORMAT=simple; [ -t 1 ] && LOG_FORMAT=tqdm
-VALIDATE_EVERY=$(( UPDATES < 100 ? UPDATES : 100 ))
+VALIDATE_EVERY=$(( UPDATES < 1000 ? UPDATES : 1000 ))
 
 TRAIN=(fairseq-train "$DATA" --user-dir "$REPO_ROOT/fairseq_maskplug"
-    --task masked_lm_plus --criterion masked_lm --sample-break-mode none --tokens-per-sample 128
-    --arch roberta_base --encoder-layers 4 --encoder-embed-dim 256 --encoder-ffn-embed-dim 1024
-    --encoder-attention-heads 4 --max-positions 128
-    --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
-    --lr 1e-3 --lr-scheduler polynomial_decay --warmup-updates $(( UPDATES / 10 + 1 ))
-    --total-num-update "$UPDATES" --max-update "$UPDATES" --batch-size 16
-    --cpu --num-workers 1 --seed 1
+    --task masked_lm_plus --criterion masked_lm "${CONFIGURATION[@]}" --seed 1
     --validate-interval-updates "$VALIDATE_EVERY" --save-interval-updates "$VALIDATE_EVERY"
     --keep-interval-updates 1 --no-epoch-checkpoints --save-dir "$SAVE_DIR"
-    --log-format "$LOG_FORMAT" --log-interval 10 --log-file "$LOG_FILE")
+    --log-format "$LOG_FORMAT" --log-interval 100 --log-file "$LOG_FILE")
 echo "==> pre-training ($UPDATES updates on the CPU):"
 printf ' %q' "${TRAIN[@]}"; echo
 "${TRAIN[@]}" 2> >(grep -v "tensorboardX\|pin_memory\|super().__init__(loader)\|autocast" >&2)
 
 echo
 echo "==> done"
-python -m fairseq_maskplug.corpus.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"
+python -m fairseq_maskplug.experiments.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA" 2> >(grep -v "Warning\|warn" >&2)

@@ -26,13 +26,25 @@ if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wante
     return 0 2>/dev/null || exit 0
 fi
 
-echo "==> setting up $VENV (first run: about 4 minutes, mostly compiling fairseq)"
 [ -x "$VENV/bin/python" ] || "$(pick_python)" -m venv "$VENV"
+LOG="$VENV/install.log"
+: > "$LOG"
+echo "==> setting up $VENV (first run: about 4 minutes, mostly compiling fairseq); pip's output goes to $LOG"
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
-PIP=(python -m pip install --quiet --disable-pip-version-check -c "$REPO_ROOT/constraints.txt")
-"${PIP[@]}" torch==2.13.0 numpy cython setuptools wheel
+PIP=(python -m pip install --disable-pip-version-check -c "$REPO_ROOT/constraints.txt")
+pip_step() {  # pip_step STEP ARGS...: pip quietly into the log, the whole log on failure
+    echo "    $1"
+    shift
+    if ! "${PIP[@]}" "$@" >>"$LOG" 2>&1; then
+        echo "setup_env.sh: pip failed; its output ($LOG):" >&2
+        cat "$LOG" >&2
+        return 1
+    fi
+}
+pip_step "torch 2.13.0, numpy, cython" torch==2.13.0 numpy cython setuptools wheel
 # fairseq must compile against the torch just installed, not a build-isolation copy
-"${PIP[@]}" --no-build-isolation fairseq-fixed==0.12.3.1
-"${PIP[@]}" --no-build-isolation -e "$REPO_ROOT[test,plots,hf]"
+pip_step "fairseq-fixed 0.12.3.1 (compiling, about 3 minutes)" --no-build-isolation fairseq-fixed==0.12.3.1
+pip_step "fairseq-maskplug with its test, plots and hf extras" --no-build-isolation -e "$REPO_ROOT[test,plots,hf]"
 echo "$wanted" > "$STAMP"
+echo "==> installed into $VENV"

@@ -189,6 +189,8 @@ def test_quickstart_runs_end_to_end(tmp_path):
     first = run_in_repo(f"bash scripts/quickstart.sh --updates 4 --out {out}", tmp_path)
     assert "corpus: the Brown corpus" in first
     assert re.search(r"validation loss: \d+\.\d+ bits per predicted token", first)
+    assert re.search(r"reference: +\d+\.\d+ bits = unigram entropy", first)
+    assert "what it learned" in first and len(re.findall(r"\(was '.+'\) (\S+ \d\.\d\d, ){4}\S+ \d\.\d\d", first)) == 4
     assert f"checkpoint:      {out}/checkpoints/checkpoint_last.pt" in first
     assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
     second = run_in_repo(f"bash scripts/quickstart.sh --updates 6 --out {out}", tmp_path)

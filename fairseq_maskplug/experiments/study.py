@@ -149,6 +149,8 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
         known = [u for u in cumulative if u <= updates] or [min(cumulative)]
         at = max(known)
         bits = rescore(updates) if rescore else float(record["valid_loss"])
+        if bits is None:  # an end-of-epoch validation without an interval checkpoint to re-score
+            continue
         points.append({"updates": updates, "valid_bits": bits, "tokens": cumulative[at] * updates / at,
                        "seconds": wall[at] * updates / at})  # fmt: skip
     return points
@@ -183,8 +185,8 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
     if arm.method == "stock":
 
         def rescore(update):
-            (checkpoint,) = save_dir.glob(f"checkpoint_*_{update}.pt")  # checkpoint_EPOCH_UPDATE.pt
-            return standard_validation_loss(str(checkpoint), settings.data).loss_bits
+            found = list(save_dir.glob(f"checkpoint_*_{update}.pt"))  # checkpoint_EPOCH_UPDATE.pt
+            return standard_validation_loss(str(found[0]), settings.data).loss_bits if found else None
 
     points = curve(log, settings.interval, rescore)
     final = standard_validation_loss(str(last), settings.data).loss_bits
