@@ -22,9 +22,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from .configurations import CONFIGURATIONS, FE_COPIES, TrainingConfiguration, is_mae_lm, method_flags
+from .configurations import CONFIGURATIONS, FE_COPIES, EncoderSize, TrainingConfiguration, is_mae_lm, method_flags
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -32,11 +32,16 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class StudyArm:
     """``method`` (a METHODS name) with the batch divided by ``batch_divisor``
-    (fully-explored at equal compute: B/K sequences, K copies each)."""
+    (fully-explored at equal compute: B/K sequences, K copies each) and
+    ``extra_flags`` after the method's (later flags win)."""
 
     name: str
     method: str
     batch_divisor: int = 1
+    extra_flags: Tuple[str, ...] = ()
+
+    def method_flags(self, encoder: EncoderSize) -> List[str]:
+        return [*method_flags(self.method, encoder), *self.extra_flags]
 
 
 ARMS: List[StudyArm] = [
@@ -51,6 +56,8 @@ ARMS: List[StudyArm] = [
     StudyArm("mapnet", "mapnet"),
     StudyArm("mapnet_clipped", "mapnet_clipped"),
     StudyArm("mae_lm", "mae_lm"),
+    # the tiny encoder's one-layer decoder does not learn to read the encoder (docs/STUDY.md); four layers
+    StudyArm("mae_lm_decoder4", "mae_lm", extra_flags=("--decoder-layers", "4")),
     StudyArm("cosine_mae_lm", "cosine_mae_lm"),
     StudyArm("fully_explored_mae_lm", "fully_explored_mae_lm", FE_COPIES),
 ]
@@ -107,7 +114,7 @@ def train_command(arm: StudyArm, seed: int, settings: StudySettings, save_dir: P
     keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
     return [
         sys.executable, "-m", "fairseq_cli.train", settings.data, "--user-dir", str(PACKAGE_DIR),
-        "--criterion", "masked_lm", *config.flags(), *method_flags(arm.method, config.encoder),
+        "--criterion", "masked_lm", *config.flags(), *arm.method_flags(config.encoder),
         "--batch-size", str(max(1, config.batch_size // arm.batch_divisor)), "--batch-size-valid", str(config.batch_size),
         "--seed", str(seed),
         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--validate-interval-updates", str(settings.interval),
@@ -193,7 +200,7 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
     task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
     for split in ("train", "test"):
         task.load_dataset(split)
-    flags = method_flags(arm.method, settings.config.encoder)
+    flags = arm.method_flags(settings.config.encoder)
     notes = []
     return ArmSeedResult(
         arm=arm.name, seed=seed, flags=flags, curve=points, final_valid_bits=final,

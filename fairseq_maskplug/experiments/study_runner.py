@@ -129,9 +129,10 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
     for arm in ("mapnet", "mapnet_clipped"):
         if checkpoint(arm):
             measure(arm, variance + ["--checkpoint", checkpoint(arm), "--strategies", "random,mapnet"])
-    if checkpoint("random") and checkpoint("mae_lm"):
-        measure("effective_rank", [str(scripts / "effective_rank.py"), "--data", settings.data, "--checkpoint",
-                                   checkpoint("random"), "--checkpoint", checkpoint("mae_lm")])  # fmt: skip
+    encoders = [checkpoint(arm) for arm in ("random", "mae_lm", "mae_lm_decoder4") if checkpoint(arm)]
+    if checkpoint("random") and len(encoders) > 1:
+        measure("effective_rank", [str(scripts / "effective_rank.py"), "--data", settings.data,
+                                   *[flag for path in encoders for flag in ("--checkpoint", path)]])  # fmt: skip
     if checkpoint("pos"):
         found["pos_losses"] = pos_losses(arm_dir(settings, "pos", 1) / "checkpoints")
         (target / "pos_losses.json").write_text(json.dumps(found["pos_losses"], indent=2))
