@@ -12,19 +12,23 @@ forces the CPU. Prints two Markdown tables; --json writes everything.
 """
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from fairseq.data import Dictionary
 
 from fairseq_maskplug.diagnostics.masking_cost import masking_cost
 from fairseq_maskplug.experiments.benchmark import (
     ARMS,
     BenchmarkSettings,
+    cost_json,
     flop_check_arms,
     markdown,
+    masking_cost_markdown,
     measure_arms,
     ratios,
     save_json,
@@ -50,6 +54,7 @@ def main(argv=None):
     parser.add_argument(
         "--masking-sequences", type=int, default=1000, help="sequences of 512 tokens in the masking-cost table (--quick: 200)"
     )
+    parser.add_argument("--masking-only", action="store_true", help="only the masking-cost table (no training; seconds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)
 
@@ -69,6 +74,14 @@ def main(argv=None):
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is visible")
+    sequences = min(args.masking_sequences, 200) if args.quick else args.masking_sequences
+    if args.masking_only:
+        cost = masking_cost(Dictionary.load(str(data / "dict.txt")), sequences=sequences, device=device)
+        print(masking_cost_markdown(cost))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"masking_cost": cost_json(cost)}, indent=2))
+            print(f"\nwrote {args.json}")
+        return
     settings = BenchmarkSettings(
         data=str(data),
         encoder=args.encoder or ("base" if device == "cuda" else "small"),
@@ -84,9 +97,6 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="benchmark-logs-") as log_dir:
         measurements = measure_arms(arms, settings, Path(log_dir))
     summaries = {arm: summarise(measurement) for arm, measurement in measurements.items()}
-    from fairseq.data import Dictionary
-
-    sequences = min(args.masking_sequences, 200) if args.quick else args.masking_sequences
     cost = masking_cost(Dictionary.load(str(data / "dict.txt")), sequences=sequences, device=device)
     table = ratios(summaries, settings)
     print()

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from fairseq_maskplug.diagnostics.masking_cost import MaskingCost
 from fairseq_maskplug.experiments.flops import Stack, mae_lm_training_flops, roberta_training_flops
 from harness import CHILD_ENV, REPO_ROOT
 
@@ -63,6 +64,25 @@ def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
     assert report["masking_cost"]["sequences"] == 64 and report["masking_cost"]["stock_over_masker"] > 0
     assert set(report["masking_cost"]["seconds_by_batch"]) == {"8", "32", "256"}
     assert "| fully_explored |" in result.stdout and "| uniform strategy, batches of 32 (draws + masking) |" in result.stdout
+
+
+def test_masking_only_writes_the_masking_cost_and_its_fixed_and_per_sequence_parts(brown_pos_data, tmp_path):
+    out = tmp_path / "cost.json"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--data", str(brown_pos_data), "--masking-only",
+               "--masking-sequences", "64", "--json", str(out)]  # fmt: skip
+    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cost = json.loads(out.read_text())["masking_cost"]
+    assert set(cost) >= {"stock_seconds", "seconds_by_batch", "fixed_seconds_per_batch", "seconds_per_sequence"}
+    assert "One batch of B sequences" in result.stdout and "| fully_explored |" not in result.stdout
+
+
+def test_the_per_batch_line_recovers_a_fixed_and_a_per_sequence_cost():
+    # 1 ms per batch + 20 µs per sequence, measured over 256 sequences at three batch sizes
+    by_batch = {b: (256 / b) * (1e-3 + b * 20e-6) for b in (8, 32, 256)}
+    cost = MaskingCost(256, 512, "cpu", 0.1, by_batch[32], 0.0, by_batch)
+    fixed, per_sequence = cost.per_batch_line()
+    assert fixed == pytest.approx(1e-3) and per_sequence == pytest.approx(20e-6)
 
 
 def test_benchmark_script_refuses_unknown_arms(tmp_path):

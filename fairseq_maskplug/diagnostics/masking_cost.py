@@ -13,7 +13,7 @@ grow with the batch.
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,6 +39,18 @@ class MaskingCost:
     @property
     def stock_over_masker(self) -> float:
         return self.stock_seconds / self.masker_seconds
+
+    def per_batch_line(self) -> Tuple[float, float]:
+        """(fixed seconds per batch, seconds per sequence): the least-squares
+        line through the cost of one batch against its size. A flat cost
+        per sequence has a fixed part near 0."""
+        sizes = sorted(self.seconds_by_batch)
+        per_batch = [self.seconds_by_batch[b] * b / self.sequences for b in sizes]
+        mean_size, mean_cost = statistics.fmean(sizes), statistics.fmean(per_batch)
+        slope = sum((b - mean_size) * (c - mean_cost) for b, c in zip(sizes, per_batch)) / sum(
+            (b - mean_size) ** 2 for b in sizes
+        )
+        return mean_cost - slope * mean_size, slope
 
 
 class TimedDraws(MaskDraws):

@@ -297,18 +297,23 @@ def masking_cost_markdown(cost: MaskingCost) -> str:
     lines.append(
         f"| of which the draws, batches of {REFERENCE_BATCH} | {microseconds(cost.masker_draws_seconds):.1f} ({share:.0%}) | |"
     )
+    if len(cost.seconds_by_batch) > 1:
+        fixed, per_sequence = cost.per_batch_line()
+        lines += ["", f"One batch of B sequences ≈ {fixed * 1e6:.0f} µs + B × {per_sequence * 1e6:.1f} µs (least squares over "
+                  "the batch sizes): the fixed part is what makes small batches dearer per sequence."]  # fmt: skip
     return "\n".join(lines)
+
+
+def cost_json(cost: MaskingCost) -> dict:
+    fixed, per_sequence = cost.per_batch_line()
+    return asdict(cost) | {"stock_over_masker": cost.stock_over_masker, "fixed_seconds_per_batch": fixed,
+                           "seconds_per_sequence": per_sequence}  # fmt: skip
 
 
 def save_json(path: Path, settings: BenchmarkSettings, summaries, table, cost):
     path.write_text(
         json.dumps(
-            {
-                "settings": asdict(settings),
-                "arms": summaries,
-                "ratios_to_stock": table,
-                "masking_cost": asdict(cost) | {"stock_over_masker": cost.stock_over_masker},
-            },
+            {"settings": asdict(settings), "arms": summaries, "ratios_to_stock": table, "masking_cost": cost_json(cost)},
             indent=2,
         )
     )

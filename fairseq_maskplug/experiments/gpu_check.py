@@ -75,6 +75,8 @@ def markdown(tests: List[Dict], benchmark: Dict, env: Dict[str, str]) -> str:
         for batch, seconds in sorted(cost["seconds_by_batch"].items(), key=lambda item: int(item[0])):
             ours = seconds * 1e6 / cost["sequences"]
             lines.append(f"- batches of {batch}: {ours:.2f} ({stock / ours:.0f}× cheaper)")
+    else:
+        lines.append("No benchmark: it failed or did not run (runs/gpu_check/benchmark.md says why).")
     return "\n".join(lines)
 
 
