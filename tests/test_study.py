@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from fairseq_maskplug.experiments.study_report import loss_at, verdict
 from harness import CHILD_ENV, REPO_ROOT
 
 
@@ -32,7 +33,9 @@ def test_quick_study_writes_every_output(quick_study):
     report = json.loads((out / "study.json").read_text())
     cosine = report["summary"]["cosine"]
     assert cosine["vs_random_equal_updates"]["verdict"] in ("ahead", "behind", "within noise")
-    assert cosine["vs_random_equal_seconds"]["verdict"] in ("ahead", "behind", "within noise")
+    for axis in ("tokens", "seconds"):
+        assert cosine[f"vs_random_equal_{axis}"]["verdict"] in ("ahead", "behind", "within noise")
+        assert cosine[f"equal_{axis}"] > 0
     assert report["unigram_bits"] > 0 and len(report["baselines"]["random_init"]) == 3
     markdown = (out / "study.md").read_text()
     assert "| cosine | 1 |" in markdown and "Verdicts against random masking" in markdown
@@ -45,3 +48,30 @@ def test_a_rerun_skips_finished_arm_seeds(quick_study):
     again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 done already, 0 to run" in again.stdout
+
+
+def test_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
+    out, command, _ = quick_study
+    (out / "study.md").unlink()
+    result = subprocess.run(command + ["--seeds", "1,2", "--report-only"], env=CHILD_ENV, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 done already, report only" in result.stdout and not (out / "runs" / "random" / "seed2").exists()
+    assert "| cosine | 1 |" in (out / "study.md").read_text()
+
+
+def test_verdicts_need_a_difference_beyond_twice_the_standard_error():
+    random = [9.0, 9.1, 8.9]  # sd 0.1
+    assert verdict([8.5, 8.6, 8.4], random)["verdict"] == "ahead"
+    assert verdict([9.5, 9.6, 9.4], random)["verdict"] == "behind"
+    close = verdict([8.95, 9.05, 8.85], random)  # 0.05 better, SE = 0.1 * sqrt(2/3) = 0.0816
+    assert close["verdict"] == "within noise"
+    assert close["difference"] == pytest.approx(-0.05) and close["standard_error"] == pytest.approx(0.1 * (2 / 3) ** 0.5)
+    assert verdict([0.6, 0.61, 0.59], [0.5, 0.51, 0.49], lower_is_better=False)["verdict"] == "ahead"
+
+
+def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():
+    curve = [{"tokens": 100, "seconds": 10, "valid_bits": 10.0}, {"tokens": 300, "seconds": 20, "valid_bits": 9.0}]
+    assert loss_at(curve, "tokens", 200) == pytest.approx(9.5)
+    assert loss_at(curve, "seconds", 12.5) == pytest.approx(9.75)
+    assert loss_at(curve, "tokens", 50) == 10.0 and loss_at(curve, "seconds", 99) == 9.0  # held at the ends

@@ -10,7 +10,9 @@ sentences with one word masked.
 """
 
 import argparse
+import logging
 import random
+import warnings
 from pathlib import Path
 from typing import List, Tuple
 
@@ -91,6 +93,8 @@ def main(argv=None):
     report.add_argument("log_file", type=Path)
     report.add_argument("data", type=Path)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, force=True)
+    warnings.filterwarnings("ignore", module="fairseq|torch")  # torch.load's and the loader's advice to fairseq
     print(summary(args.save_dir, args.log_file, args.data))
 
 

@@ -27,14 +27,15 @@ def mean_sd(values: List[float]):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def loss_at_seconds(curve: List[dict], seconds: float) -> float:
-    """The validation loss at ``seconds`` of training, linear between evaluations."""
-    points = sorted((p["seconds"], p["valid_bits"]) for p in curve)
-    if seconds <= points[0][0]:
+def loss_at(curve: List[dict], axis: str, value: float) -> float:
+    """The validation loss where the curve's ``axis`` ("seconds" of training
+    or "tokens" processed) reaches ``value``, linear between evaluations."""
+    points = sorted((p[axis], p["valid_bits"]) for p in curve)
+    if value <= points[0][0]:
         return points[0][1]
     for (t0, y0), (t1, y1) in zip(points, points[1:]):
-        if t0 <= seconds <= t1:
-            return y0 + (y1 - y0) * (seconds - t0) / max(t1 - t0, 1e-9)
+        if t0 <= value <= t1:
+            return y0 + (y1 - y0) * (value - t0) / max(t1 - t0, 1e-9)
     return points[-1][1]
 
 
@@ -58,7 +59,8 @@ def verdict(ours: List[float], random: List[float], lower_is_better: bool = True
 def summarise(results: Dict[str, List[dict]]) -> Dict[str, Dict]:
     """Per arm: means and spreads of the final loss, training seconds,
     tokens, probes; verdicts against random at equal updates and equal
-    seconds (the shorter of the two arms' mean training times)."""
+    tokens processed and equal seconds (each the smaller of the two arms'
+    means: a longer arm is read off its curve there)."""
     summary = {}
     random = results.get("random", [])
     for arm, seeds in results.items():
@@ -77,11 +79,13 @@ def summarise(results: Dict[str, List[dict]]) -> Dict[str, Dict]:
         }
         if random and arm != "random":
             row["vs_random_equal_updates"] = verdict(final, [r["final_valid_bits"] for r in random])
-            common = min(statistics.fmean(seconds), statistics.fmean(r["train_seconds"] for r in random))
-            row["equal_seconds"] = common
-            row["vs_random_equal_seconds"] = verdict(
-                [loss_at_seconds(r["curve"], common) for r in seeds], [loss_at_seconds(r["curve"], common) for r in random]
-            )
+            for axis in ("tokens", "seconds"):
+                common = min(statistics.fmean(r["curve"][-1][axis] for r in seeds),
+                             statistics.fmean(r["curve"][-1][axis] for r in random))  # fmt: skip
+                row[f"equal_{axis}"] = common
+                row[f"vs_random_equal_{axis}"] = verdict(
+                    [loss_at(r["curve"], axis, common) for r in seeds], [loss_at(r["curve"], axis, common) for r in random]
+                )
             row["vs_random_pos_probe"] = verdict([r["pos_probe"]["layer_accuracy"][-1] for r in seeds],
                                                  [r["pos_probe"]["layer_accuracy"][-1] for r in random], False)  # fmt: skip
             if all(r["genre_accuracy"] is not None for r in seeds + random):
@@ -193,15 +197,18 @@ def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, gen
         "Verdicts against random masking (`masked_lm_plus` defaults): difference of the means (ours − random), its "
         "standard error, and the call (ahead: better by more than 2 standard errors).",
         "",
-        "| arm | equal updates: Δ bits (SE) | call | equal seconds: at s | Δ bits (SE) | call | POS probe Δ (SE) | call | "
-        "genre Δ (SE) | call |",
-        "|---|---:|---|---:|---:|---|---:|---|---:|---|",
+        "| arm | equal updates: Δ bits (SE) | call | equal tokens: at M | Δ bits (SE) | call | equal seconds: at s | "
+        "Δ bits (SE) | call | POS probe Δ (SE) | call | genre Δ (SE) | call |",
+        "|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|---|",
     ]
     for arm, row in summary.items():
         if "vs_random_equal_updates" not in row:
             continue
         cells = []
-        for key in ("vs_random_equal_updates", "vs_random_equal_seconds", "vs_random_pos_probe", "vs_random_genre"):
+        for key in ("vs_random_equal_updates", "vs_random_equal_tokens", "vs_random_equal_seconds", "vs_random_pos_probe",
+                    "vs_random_genre"):  # fmt: skip
+            if key == "vs_random_equal_tokens":
+                cells.append(f"{row['equal_tokens'] / 1e6:.1f}")
             if key == "vs_random_equal_seconds":
                 cells.append(f"{row['equal_seconds']:.0f}")
             v = row.get(key)

@@ -183,7 +183,7 @@ def report(settings: StudySettings, out: Path, genre_majority, found_mechanisms:
 
 
 def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel: int, quick: bool,
-              with_mechanisms: bool) -> str:  # fmt: skip
+              with_mechanisms: bool, report_only: bool = False) -> str:  # fmt: skip
     unknown = [a for a in arms if a not in ARM_BY_NAME]
     if unknown:
         raise SystemExit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARM_BY_NAME)}")
@@ -197,7 +197,12 @@ def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel
     jobs = [(arm, seed) for seed in seeds for arm in arms if not (arm_dir(settings, arm, seed) / "result.json").exists()]
     skipped = len(arms) * len(seeds) - len(jobs)
     print(f"==> study: {len(arms)} arms x {len(seeds)} seeds on {data} ({manifest.documents['train']} train documents); "
-          f"{skipped} done already, {len(jobs)} to run, {parallel} at a time", flush=True)  # fmt: skip
-    run_jobs(jobs, settings, parallel)
+          f"{skipped} done already, " + ("report only" if report_only else f"{len(jobs)} to run, {parallel} at a time"),
+          flush=True)  # fmt: skip
+    if report_only:
+        if not (out / "runs").is_dir():
+            raise SystemExit(f"--report-only: no finished arm-seed under {out / 'runs'}")
+    else:
+        run_jobs(jobs, settings, parallel)
     found = mechanisms(settings, out) if with_mechanisms else {}
     return report(settings, out, genre_majority, found)
