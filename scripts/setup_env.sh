@@ -46,5 +46,11 @@ pip_step "torch 2.13.0, numpy, cython" torch==2.13.0 numpy cython setuptools whe
 # fairseq must compile against the torch just installed, not a build-isolation copy
 pip_step "fairseq-fixed 0.12.3.1 (compiling, about 3 minutes)" --no-build-isolation fairseq-fixed==0.12.3.1
 pip_step "fairseq-maskplug with its test, plots and hf extras" --no-build-isolation -e "$REPO_ROOT[test,plots,hf]"
+# fairseq requires torchaudio and pip takes 2.11, which does not load with torch 2.13; transformers
+# imports any torchaudio it finds and then fails. fairseq's text tasks never import it: remove it.
+if ! python -c "import torchaudio" >/dev/null 2>&1; then
+    echo "    removing torchaudio (fairseq's dependency; it does not load with this torch and nothing here uses it)"
+    python -m pip uninstall --disable-pip-version-check -y torchaudio >>"$LOG" 2>&1
+fi
 echo "$wanted" > "$STAMP"
 echo "==> installed into $VENV"
