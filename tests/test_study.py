@@ -32,9 +32,9 @@ def test_quick_study_writes_every_output(quick_study):
             assert len(result["pos_probe"]["layer_accuracy"]) == 3  # embeddings + 2 layers
     report = json.loads((out / "study.json").read_text())
     cosine = report["summary"]["cosine"]
-    assert cosine["vs_random_equal_updates"]["verdict"] in ("ahead", "behind", "within noise")
+    assert cosine["vs_random_equal_updates"]["verdict"] == "too few seeds"
     for axis in ("tokens", "seconds"):
-        assert cosine[f"vs_random_equal_{axis}"]["verdict"] in ("ahead", "behind", "within noise")
+        assert cosine[f"vs_random_equal_{axis}"]["verdict"] == "too few seeds"  # one seed each
         assert cosine[f"equal_{axis}"] > 0
     assert report["unigram_bits"] > 0 and len(report["baselines"]["random_init"]) == 3
     markdown = (out / "study.md").read_text()
@@ -68,6 +68,7 @@ def test_verdicts_need_a_difference_beyond_twice_the_standard_error():
     assert close["verdict"] == "within noise"
     assert close["difference"] == pytest.approx(-0.05) and close["standard_error"] == pytest.approx(0.1 * (2 / 3) ** 0.5)
     assert verdict([0.6, 0.61, 0.59], [0.5, 0.51, 0.49], lower_is_better=False)["verdict"] == "ahead"
+    assert verdict([5.0], random)["verdict"] == "too few seeds"  # one seed: its spread is unknown
 
 
 def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():

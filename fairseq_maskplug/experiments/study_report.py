@@ -43,13 +43,16 @@ def verdict(ours: List[float], random: List[float], lower_is_better: bool = True
     """Mean difference against random masking and its standard error over
     seeds; "ahead" when the difference favours ours by more than twice the
     standard error, "behind" when it disfavours it by as much, else "within
-    noise"."""
+    noise"; "too few seeds" when either side has fewer than two (its spread
+    is unknown)."""
     (m_ours, s_ours), (m_random, s_random) = mean_sd(ours), mean_sd(random)
     difference = m_ours - m_random
     error = math.sqrt(s_ours**2 / max(len(ours), 1) + s_random**2 / max(len(random), 1))
     better = -difference if lower_is_better else difference
     call = "within noise"
-    if better > 2 * error:
+    if min(len(ours), len(random)) < 2:
+        call = "too few seeds"
+    elif better > 2 * error:
         call = "ahead"
     elif -better > 2 * error:
         call = "behind"
