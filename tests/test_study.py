@@ -3,6 +3,7 @@ slice in seconds (arm-seed jobs, probes, genre fine-tuning with stock fairseq,
 verdicts, plots), and a rerun that skips what is done."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -76,3 +77,22 @@ def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():
     assert loss_at(curve, "tokens", 200) == pytest.approx(9.5)
     assert loss_at(curve, "seconds", 12.5) == pytest.approx(9.75)
     assert loss_at(curve, "tokens", 50) == 10.0 and loss_at(curve, "seconds", 99) == 9.0  # held at the ends
+
+
+def test_a_study_continues_from_result_files_alone(quick_study, tmp_path):
+    """What docs/study keeps (each result.json, study.json, no checkpoint) is enough to report again."""
+    out, command, _ = quick_study
+    moved = tmp_path / "continued"
+    for result in out.glob("runs/*/seed*/result.json"):
+        target = moved / result.relative_to(out)
+        target.parent.mkdir(parents=True)
+        shutil.copy(result, target)
+    shutil.copy(out / "study.json", moved / "study.json")
+    command = command[: command.index("--out") + 1] + [str(moved)] + command[command.index("--out") + 2 :]
+    result = subprocess.run(command + ["--report-only"], env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| cosine | 1 |" in (moved / "study.md").read_text()
+    assert (
+        json.loads((moved / "study.json").read_text())["baselines"]
+        == json.loads((out / "study.json").read_text())["baselines"]
+    )

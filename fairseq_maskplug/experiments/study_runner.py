@@ -105,7 +105,8 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
     random_k with pure <mask> corruption and with 80/10/10, and the Hamming
     curve (random arm); MAPNet's estimators against the uniform-mask gradient
     (both MAPNet arms); effective rank, MAE-LM against RoBERTa; PTW's per-tag
-    losses, bias-corrected, early and late."""
+    losses, bias-corrected, early and late. What OUT/mechanisms already holds
+    is read back, checkpoints or not (a study continued from result.json files)."""
     found = {}
     scripts, env = PACKAGE_DIR.parent / "scripts", dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
     target = out / "mechanisms"
@@ -136,6 +137,8 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
     if checkpoint("pos"):
         found["pos_losses"] = pos_losses(arm_dir(settings, "pos", 1) / "checkpoints")
         (target / "pos_losses.json").write_text(json.dumps(found["pos_losses"], indent=2))
+    for path in sorted(target.glob("*.json")):
+        found.setdefault(path.stem, json.loads(path.read_text()))
     return found
 
 
@@ -157,17 +160,30 @@ def pos_losses(checkpoints: Path) -> Dict[str, Dict[str, float]]:
     return found
 
 
-def report(settings: StudySettings, out: Path, genre_majority, found_mechanisms: Dict) -> str:
-    """Write OUT/study.json, OUT/study.md, OUT/curves.png and OUT/probes.png; return the Markdown."""
+def probe_baselines(settings: StudySettings, out: Path, results: Dict[str, List[dict]]) -> Dict:
+    """The POS probe's baselines: majority tag, each piece's majority tag and a
+    randomly initialised encoder, built like any finished arm-seed whose
+    checkpoint is still there; without one, the last report's."""
     from ..diagnostics.probes import random_init_probe
 
+    checkpoints = [arm_dir(settings, arm, r["seed"]) / "checkpoints" / "checkpoint_last.pt"
+                   for arm, seeds in results.items() for r in seeds]  # fmt: skip
+    existing = [path for path in checkpoints if path.exists()]
+    if existing:
+        probe = random_init_probe(str(existing[0]), settings.data, settings.probe_tokens)
+        return {"majority": probe.majority, "piece_majority": probe.piece_majority, "random_init": probe.layer_accuracy}
+    if (out / "study.json").exists():
+        return json.loads((out / "study.json").read_text())["baselines"]
+    raise SystemExit(f"{out}: no arm-seed checkpoint left to build the probe's random-encoder baseline from, "
+                     "and no earlier study.json: copy docs/study/study.json there too")  # fmt: skip
+
+
+def report(settings: StudySettings, out: Path, genre_majority, found_mechanisms: Dict) -> str:
+    """Write OUT/study.json, OUT/study.md, OUT/curves.png and OUT/probes.png; return the Markdown."""
     results = load_results(out, list(ARM_BY_NAME))
     unigram = unigram_entropy_bits(Path(settings.data) / "dict.txt")
     summary = summarise(results)
-    baseline_checkpoint = arm_dir(settings, next(iter(results)), results[next(iter(results))][0]["seed"])
-    probe = random_init_probe(str(baseline_checkpoint / "checkpoints" / "checkpoint_last.pt"), settings.data,
-                              settings.probe_tokens)  # fmt: skip
-    baselines = {"majority": probe.majority, "piece_majority": probe.piece_majority, "random_init": probe.layer_accuracy}
+    baselines = probe_baselines(settings, out, results)
     config = settings.config
     title = (f"STUDY: {config.encoder.layers} x {config.encoder.dim} encoder, {config.batch_size} x "
              f"{config.tokens_per_sample} tokens, {config.updates} updates, lr {config.optimizer.lr}")  # fmt: skip
