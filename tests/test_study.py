@@ -61,6 +61,15 @@ def test_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
     assert "| cosine | 1 |" in (out / "study.md").read_text()
 
 
+def test_report_only_without_a_finished_arm_seed_is_refused_before_any_work(brown_pos_data, tmp_path):
+    (tmp_path / "out" / "runs" / "random").mkdir(parents=True)  # a started study, nothing finished
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "study.py"), "--quick", "--data", str(brown_pos_data),
+               "--out", str(tmp_path / "out"), "--report-only"]  # fmt: skip
+    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--report-only: no finished arm-seed (result.json) under" in result.stderr
+    assert not (tmp_path / "out" / "genre").exists()
+
+
 def test_verdicts_need_a_difference_beyond_twice_the_standard_error():
     random = [9.0, 9.1, 8.9]  # sd 0.1
     assert verdict([8.5, 8.6, 8.4], random)["verdict"] == "ahead"

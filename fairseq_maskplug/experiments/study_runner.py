@@ -203,6 +203,8 @@ def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel
     unknown = [a for a in arms if a not in ARM_BY_NAME]
     if unknown:
         raise SystemExit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARM_BY_NAME)}")
+    if report_only and not any((out / "runs").glob("*/seed*/result.json")):
+        raise SystemExit(f"--report-only: no finished arm-seed (result.json) under {out / 'runs'}")
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_data(data, quick)
     manifest = read_manifest(str(data))
@@ -215,10 +217,7 @@ def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel
     print(f"==> study: {len(arms)} arms x {len(seeds)} seeds on {data} ({manifest.documents['train']} train documents); "
           f"{skipped} done already, " + ("report only" if report_only else f"{len(jobs)} to run, {parallel} at a time"),
           flush=True)  # fmt: skip
-    if report_only:
-        if not (out / "runs").is_dir():
-            raise SystemExit(f"--report-only: no finished arm-seed under {out / 'runs'}")
-    else:
+    if not report_only:
         run_jobs(jobs, settings, parallel)
     found = mechanisms(settings, out) if with_mechanisms else {}
     return report(settings, out, genre_majority, found)
