@@ -7,7 +7,8 @@ import statistics
 
 import torch
 
-from fairseq_maskplug.diagnostics.validation import standard_validation_loss
+from fairseq_maskplug.diagnostics.validation import validation_scores
+from fairseq_maskplug.experiments.configurations import STUDY
 from harness import checkpoint_state, logged_values, train_args, train_in_process, train_subprocess
 
 BLOCK_APEX = (
@@ -22,17 +23,20 @@ BLOCK_APEX = (
 
 def test_defaults_train_like_stock_masked_lm(brown_data, tmp_path):
     """3 seeds of stock masked_lm and of masked_lm_plus (defaults), 600 updates
-    each, scored on the same fixed validation mask: the mean losses differ by
-    no more than the spread (max - min) of the 3 stock seeds."""
+    each in the study's blocks and batch (where models start reading context),
+    scored at the <mask> positions of the same fixed validation mask: the mean
+    losses differ by no more than the spread (max - min) of the 3 stock seeds."""
+    blocks = ["--tokens-per-sample", str(STUDY.tokens_per_sample), "--max-positions", str(STUDY.tokens_per_sample)]
     losses = {"masked_lm": [], "masked_lm_plus": []}
     for task in losses:
         for seed in (1, 2, 3):
             save_dir = tmp_path / f"{task}-{seed}"
-            train_in_process(train_args(brown_data, save_dir, task=task, updates=600, batch_size=16, seed=seed))
-            result = standard_validation_loss(str(save_dir / "checkpoint_last.pt"), str(brown_data))
-            losses[task].append(result.loss_bits)
+            args = train_args(brown_data, save_dir, task=task, updates=600, batch_size=STUDY.batch_size, seed=seed,
+                              extra=blocks)  # fmt: skip
+            train_in_process(args)
+            losses[task].append(validation_scores(str(save_dir / "checkpoint_last.pt"), str(brown_data)).at_mask.loss_bits)
     stock, plus = losses["masked_lm"], losses["masked_lm_plus"]
-    print(f"validation loss (bits), fixed standard mask, 600 updates: {losses}")  # shown with pytest -s
+    print(f"loss at <mask> (bits), fixed standard mask, 600 updates: {losses}")  # shown with pytest -s
     spread = max(stock) - min(stock)
     assert all(math.isfinite(x) for x in stock + plus)
     assert abs(statistics.mean(plus) - statistics.mean(stock)) <= spread, losses

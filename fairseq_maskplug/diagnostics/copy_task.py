@@ -85,6 +85,11 @@ def build_copy_model(kind: str, dictionary: Dictionary, settings: CopyTaskSettin
 
 def train_copy_task(kind: str, settings: CopyTaskSettings, encoder_layers: int = 2, decoder_layers: int = 1):
     """Train a fresh model on the pair task with Adam; :class:`CopyTaskResult`."""
+    return fit_copy_model(kind, settings, encoder_layers, decoder_layers)[1]
+
+
+def fit_copy_model(kind: str, settings: CopyTaskSettings, encoder_layers: int = 2, decoder_layers: int = 1):
+    """(the trained model in eval mode, its :class:`CopyTaskResult`)."""
     dictionary = copy_dictionary(settings.words)
     torch.manual_seed(settings.seed)
     model = build_copy_model(kind, dictionary, settings, encoder_layers, decoder_layers)
@@ -109,4 +114,6 @@ def train_copy_task(kind: str, settings: CopyTaskSettings, encoder_layers: int =
         logits, _ = model(tokens.masked_fill(masked, mask_idx), masked_tokens=masked)
         accuracy = logits.argmax(-1).eq(tokens[masked]).float().mean().item()
     label = kind if kind == "roberta" else f"mae_lm (decoder {decoder_layers})"
-    return CopyTaskResult(f"{label}, {encoder_layers}-layer encoder", steps, losses, accuracy, math.log2(settings.words))
+    return model, CopyTaskResult(
+        f"{label}, {encoder_layers}-layer encoder", steps, losses, accuracy, math.log2(settings.words)
+    )

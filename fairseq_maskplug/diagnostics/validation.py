@@ -1,26 +1,99 @@
-"""Validation loss of any masked-LM checkpoint under the fixed standard mask.
+"""Scores of any masked-LM checkpoint on the fixed standard validation mask.
 
-Stock ``masked_lm`` checkpoints and ``masked_lm_plus`` ones (any masking
-option) are scored on the same masks: ``masked_lm_plus``'s fixed validation
-mask (uniform tokens, ``valid_mask_prob``, 80/10/10, ``valid_mask_seed``), so
-their losses compare.
+Stock ``masked_lm`` checkpoints, ``masked_lm_plus`` ones (any masking option,
+any criterion) and MAE-LM's are scored on the same masks: ``masked_lm_plus``'s
+fixed validation mask (uniform tokens, ``valid_mask_prob``, 80/10/10,
+``valid_mask_seed``), so their losses compare.
+
+The figure that ranks models is the loss at the positions whose input is
+``<mask>`` (:attr:`ValidationScores.at_mask`), read against two references on
+exactly those positions: the training unigram (what ignoring context scores)
+and the two-neighbour count model of :mod:`.context_references`. The loss
+over every predicted position (:attr:`ValidationScores.all_predicted_bits`,
+fairseq's ``loss``) includes the tenth of them whose input shows the answer;
+it is reported as what it is, never used to rank.
 """
 
 import math
 from dataclasses import dataclass
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 from fairseq import checkpoint_utils
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
 from ..tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
+from ..tasks.position_kinds import KINDS
+from .context_references import ContextReferences
 
 
 @dataclass
-class ValidationResult:
-    loss_bits: float  # mean cross-entropy per predicted token, in bits (fairseq's "loss")
-    predicted_tokens: int
+class KindScore:
+    """Loss (bits) and top-1 accuracy over the predicted positions of one kind."""
+
+    loss_bits: float
+    top1: float
+    count: int
+
+
+@dataclass
+class ValidationScores:
+    """One checkpoint on the fixed standard mask of one split.
+
+    at_mask / at_unchanged / at_random: the predicted positions whose input is
+    ``<mask>``, the original token, another token (see ``tasks.position_kinds``).
+    unigram_at_mask_bits / neighbours_at_mask_bits: the references on the
+    ``<mask>`` positions (:mod:`.context_references`).
+    all_predicted_bits: fairseq's ``loss``, every predicted position (copying included).
+    """
+
+    at_mask: KindScore
+    at_unchanged: KindScore
+    at_random: KindScore
+    all_predicted_bits: float
+    unigram_at_mask_bits: float
+    neighbours_at_mask_bits: float
+    neighbours_beta: float
     sequences: int
+
+    @property
+    def below_unigram(self) -> float:
+        """Bits the model gains over ignoring context at the ``<mask>`` positions."""
+        return self.unigram_at_mask_bits - self.at_mask.loss_bits
+
+    @property
+    def neighbours_below_unigram(self) -> float:
+        return self.unigram_at_mask_bits - self.neighbours_at_mask_bits
+
+    def table(self) -> str:
+        """The scores as a Markdown table."""
+        predicted = self.at_mask.count + self.at_unchanged.count + self.at_random.count
+        rows = [
+            "| predicted positions | share | loss (bits) | top-1 |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| input is {label} | {kind.count / predicted:.1%} | {kind.loss_bits:.3f} | {kind.top1:.3f} |"
+                for label, kind in (
+                    ("`<mask>`", self.at_mask),
+                    ("the original token", self.at_unchanged),
+                    ("another token", self.at_random),
+                )
+            ),
+            f"| all (copying included; not a ranking figure) | 100% | {self.all_predicted_bits:.3f} | |",
+            f"| reference at `<mask>`: train unigram | | {self.unigram_at_mask_bits:.3f} | |",
+            f"| reference at `<mask>`: two neighbours (β {self.neighbours_beta:g}) | | {self.neighbours_at_mask_bits:.3f} | |",
+        ]
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        """One line: the masked-position loss against both references."""
+        return (
+            f"loss at <mask> {self.at_mask.loss_bits:.3f} bits (top-1 {self.at_mask.top1:.3f}), "
+            f"{self.below_unigram:+.3f} below the train unigram ({self.unigram_at_mask_bits:.3f}); "
+            f"the two-neighbour count model is {self.neighbours_below_unigram:+.3f} below "
+            f"({self.neighbours_at_mask_bits:.3f})"
+        )
 
 
 def load_for_masking(checkpoint: str, data: str, **task_overrides):
@@ -43,30 +116,78 @@ def load_for_masking(checkpoint: str, data: str, **task_overrides):
     return task, model
 
 
-def standard_validation_loss(
+_REFERENCES: Dict[str, ContextReferences] = {}
+
+
+def context_references(task) -> ContextReferences:
+    """The references of the task's data dir, built once per process."""
+    data = task.data_path(1)
+    if data not in _REFERENCES:
+        _REFERENCES[data] = ContextReferences(data, task.source_dictionary)
+    return _REFERENCES[data]
+
+
+def validation_scores(
     checkpoint: str,
     data: str,
     split: str = "valid",
     valid_mask_prob: float = 0.15,
     valid_mask_seed: int = 1,
     batch_size: int = 32,
-) -> ValidationResult:
+    loaded: Optional[tuple] = None,
+) -> ValidationScores:
     """Score ``checkpoint`` on ``split`` of ``data`` under the fixed standard mask.
 
     The blocks are built with the checkpoint's own ``tokens_per_sample`` and
-    ``sample_break_mode``, so the text seen is the one it validated on.
+    ``sample_break_mode``, so the text seen is the one it validated on. The
+    per-kind sums are the ones the task's ``valid_step`` logs, so these
+    figures are fairseq's ``loss_at_mask`` etc. at full precision.
+    ``loaded``: a (task, model) from :func:`load_for_masking` with the same
+    mask options, to score without loading again.
     """
-    task, model = load_for_masking(checkpoint, data, valid_mask_prob=valid_mask_prob, valid_mask_seed=valid_mask_seed)
+    task, model = loaded or load_for_masking(
+        checkpoint, data, valid_mask_prob=valid_mask_prob, valid_mask_seed=valid_mask_seed
+    )
     criterion = MaskedLmLoss(MaskedLmConfig(), task)
+    references = context_references(task)
     task.load_dataset(split)
     batches = task.get_batch_iterator(
         task.dataset(split), max_sentences=batch_size, max_positions=task.max_positions(), ignore_invalid_inputs=True, seed=1
     ).next_epoch_itr(shuffle=False)
+    sums: Dict[str, float] = {}
     loss_sum, predicted, sequences = 0.0, 0, 0
+    unigram, neighbours = [], []
     with torch.no_grad():
         for sample in batches:
             loss, sample_size, log = task.valid_step(sample, model, criterion)
             loss_sum += float(loss)
             predicted += int(sample_size)
             sequences += int(log["nsentences"])
-    return ValidationResult(loss_sum / predicted / math.log(2), predicted, sequences)
+            for key, value in log.items():
+                if key.startswith("kind_"):
+                    sums[key] = sums.get(key, 0.0) + float(value)
+            masked = task.validation_masks(sample)
+            src = masked.src_tokens.cpu().numpy()
+            at_mask = np.flatnonzero((masked.predicted & masked.src_tokens.eq(task.mask_idx)).cpu().numpy())
+            uni, near = references.score(src, masked.target.cpu().numpy(), at_mask)
+            unigram.append(uni)
+            neighbours.append(near)
+    kinds = {}
+    for kind in KINDS:
+        count = int(sums[f"kind_{kind}_count"])
+        kinds[kind] = KindScore(
+            loss_bits=sums[f"kind_{kind}_loss"] / count / math.log(2) if count else math.nan,
+            top1=sums[f"kind_{kind}_hits"] / count if count else math.nan,
+            count=count,
+        )
+    found = references.summarise(np.concatenate(unigram), np.concatenate(neighbours))
+    return ValidationScores(
+        at_mask=kinds["mask"],
+        at_unchanged=kinds["unchanged"],
+        at_random=kinds["random"],
+        all_predicted_bits=loss_sum / predicted / math.log(2),
+        unigram_at_mask_bits=found.unigram_bits,
+        neighbours_at_mask_bits=found.neighbours_bits,
+        neighbours_beta=found.beta,
+        sequences=sequences,
+    )

@@ -1,10 +1,11 @@
-"""Train several masking arms for the same budget and score them on the fixed
-standard validation mask at regular intervals.
+"""Train several masking arms for the same budget and score them at the
+``<mask>`` positions of the fixed standard validation mask at regular
+intervals.
 
 Each arm is a ``fairseq-train`` run (a child process) with the same data,
 model, optimiser, batch size and seed, differing only in its masking flags.
 Checkpoints are kept at every validation interval and re-scored with
-:func:`~fairseq_maskplug.diagnostics.validation.standard_validation_loss`, so
+:func:`~fairseq_maskplug.diagnostics.validation.validation_scores`, so
 stock ``masked_lm`` (which validates on its own masks) compares with the rest.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from ..diagnostics.validation import standard_validation_loss
+from ..diagnostics.validation import validation_scores
 from .configurations import METHODS, TrainingConfiguration, is_mae_lm, method_flags
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 @dataclass
 class CurvePoint:
     updates: int
-    valid_loss: float  # bits per predicted token, fixed standard mask
+    valid_loss: float  # bits per <mask> position of the fixed standard mask
     tokens_processed: int  # tokens of all copies fed to the model so far
     seconds: float  # training wall-clock at that update
 
@@ -111,7 +112,7 @@ def run_arm(
     progress = training_progress(log_file)
     for checkpoint in sorted(save_dir.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1])):
         step = int(checkpoint.stem.split("_")[-1])
-        loss = standard_validation_loss(str(checkpoint), data).loss_bits
+        loss = validation_scores(str(checkpoint), data).at_mask.loss_bits
         at = progress[step]
         arm_result.points.append(CurvePoint(step, loss, int(at["tokens"]), at["seconds"]))
     return arm_result
@@ -145,8 +146,8 @@ def plot(results: List[ArmResult], path: Path, title: str):
     import matplotlib.pyplot as plt
 
     rows = [
-        ("validation loss, bits/token\n(fixed standard 15% mask)", [r for r in results if not decoder_loss(r)]),
-        ("MAE-LM decoder loss, bits/token\n(same mask; not comparable above)", [r for r in results if decoder_loss(r)]),
+        ("loss at <mask>, bits\n(fixed standard 15% mask)", [r for r in results if not decoder_loss(r)]),
+        ("MAE-LM: loss at <mask>, bits\n(its decoder's, same mask)", [r for r in results if decoder_loss(r)]),
     ]
     rows = [(label, arms) for label, arms in rows if arms]
     figure, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False, sharey="row")

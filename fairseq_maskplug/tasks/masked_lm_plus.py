@@ -65,7 +65,8 @@ from .config import (
     resolved,
     uses_spans,
 )
-from .pos_weighting import PosWeighting
+from .pos_weighting import PosWeighting, captured_logits
+from .position_kinds import kind_logging_output, reduce_kind_metrics, unigram_losses
 from .resume import task_state_to_restore
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class MaskedLMPlusTask(MaskedLMTask):
                 self.dictionary.pad(),
             )
         self.model_dim: Optional[int] = None
+        # the reference of the masked-position loss: what ignoring context scores (see .position_kinds)
+        self.unigram_losses = unigram_losses(torch.tensor(self.dictionary.count), self.train_masker.special_ids)
 
     def build_train_strategy(self, cfg: MaskedLMPlusConfig) -> MaskingStrategy:
         """The strategy the options select: fully-explored, POS-weighted or uniform."""
@@ -344,10 +347,17 @@ class MaskedLMPlusTask(MaskedLMTask):
             self.pos_weighting.end_update()
 
     def valid_step(self, sample, model, criterion):
+        """The fixed standard mask, the criterion's loss, and the loss split by
+        what the input shows at each predicted position (``loss_at_mask``
+        against ``unigram_at_mask``: see :mod:`.position_kinds`)."""
         sample = self.mask_sample(sample, self.validation_masks(sample))
-        with self.capture_logits(model) as logits:
+        with captured_logits(model) as logits:
             loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(sample["mask_counts"])
+        if logits:
+            kinds = kind_logging_output(logits[0], sample["net_input"]["src_tokens"], sample["target"], self.mask_idx,
+                                        self.source_dictionary.pad(), self.unigram_losses)  # fmt: skip
+            logging_output.update(kinds)
         if self.pos_weighting is not None and "pos" in sample and logits:
             sums, counts = self.pos_weighting.class_sums(sample, logits[0])
             logging_output.update(self.pos_weighting.logging_output(sample, sums, counts))
@@ -359,6 +369,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
+        reduce_kind_metrics(logging_outputs)
         predicted = utils.item(sum(log.get("mask_predicted", 0) for log in logging_outputs))
         maskable = utils.item(sum(log.get("mask_maskable", 0) for log in logging_outputs))
         if maskable > 0:
