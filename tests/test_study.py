@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from fairseq_maskplug.experiments.calibration import run_try
 from fairseq_maskplug.experiments.study_report import loss_at, verdict
 from harness import CHILD_ENV, REPO_ROOT
 
@@ -29,7 +30,10 @@ def test_quick_study_writes_every_output(quick_study):
         for seed in (1,):
             result = json.loads((out / "runs" / arm / f"seed{seed}" / "result.json").read_text())
             assert result["curve"][-1]["updates"] == 30 and result["train_seconds"] > 0
-            assert 0 < result["masked_token_accuracy"] < 1 and 0 < result["genre_accuracy"] <= 1
+            assert 0 < result["test_top1_at_mask"] < 1 and 0 < result["genre_accuracy"] <= 1
+            scores = result["final_scores"]
+            assert result["final_at_mask_bits"] == scores["at_mask"]["loss_bits"]
+            assert scores["neighbours_at_mask_bits"] < scores["unigram_at_mask_bits"]
             assert len(result["pos_probe"]["layer_accuracy"]) == 3  # embeddings + 2 layers
     report = json.loads((out / "study.json").read_text())
     cosine = report["summary"]["cosine"]
@@ -41,7 +45,7 @@ def test_quick_study_writes_every_output(quick_study):
     markdown = (out / "study.md").read_text()
     assert "| cosine | 1 |" in markdown and "Verdicts against random masking" in markdown
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "probes.png").stat().st_size > 10_000
-    assert "done cosine seed 1: valid" in stdout and "ETA" in stdout
+    assert "done cosine seed 1: loss at <mask>" in stdout and "ETA" in stdout
 
 
 def test_a_rerun_skips_finished_arm_seeds(quick_study):
@@ -82,7 +86,7 @@ def test_verdicts_need_a_difference_beyond_twice_the_standard_error():
 
 
 def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():
-    curve = [{"tokens": 100, "seconds": 10, "valid_bits": 10.0}, {"tokens": 300, "seconds": 20, "valid_bits": 9.0}]
+    curve = [{"tokens": 100, "seconds": 10, "at_mask_bits": 10.0}, {"tokens": 300, "seconds": 20, "at_mask_bits": 9.0}]
     assert loss_at(curve, "tokens", 200) == pytest.approx(9.5)
     assert loss_at(curve, "seconds", 12.5) == pytest.approx(9.75)
     assert loss_at(curve, "tokens", 50) == 10.0 and loss_at(curve, "seconds", 99) == 9.0  # held at the ends
@@ -105,3 +109,14 @@ def test_a_study_continues_from_result_files_alone(quick_study, tmp_path):
         json.loads((moved / "study.json").read_text())["baselines"]
         == json.loads((out / "study.json").read_text())["baselines"]
     )
+
+
+def test_a_calibration_try_is_recorded_with_its_masked_position_loss_and_not_run_twice(brown_data, tmp_path):
+    record = run_try(str(brown_data), tmp_path, "short", "study_quick", 20, ["--dropout", "0"])
+    assert record["extra_flags"] == ["--dropout", "0"] and record["train_minutes"] > 0
+    scores = record["scores"]
+    assert record["below_unigram"] == round(scores["unigram_at_mask_bits"] - scores["at_mask"]["loss_bits"], 4)
+    assert scores["at_mask"]["count"] > 0 and scores["neighbours_at_mask_bits"] < scores["unigram_at_mask_bits"]
+    (tmp_path / "short" / "checkpoints" / "checkpoint_last.pt").unlink()
+    assert run_try(str(brown_data), tmp_path, "short", "study_quick", 20, []) == record  # read back, not retrained
+    assert len((tmp_path / "calibration.jsonl").read_text().splitlines()) == 1

@@ -84,22 +84,6 @@ def pos_probe(task, model, train_tokens: int = 20000, test_tokens: int = 20000) 
     )  # fmt: skip
 
 
-@torch.no_grad()
-def masked_token_accuracy(task, model, split: str = "test", batch_size: int = 64) -> float:
-    """Top-1 accuracy of the model's predictions at the positions of the
-    fixed standard mask of ``split`` (the task's validation masks)."""
-    model.eval()
-    itr = task.get_batch_iterator(task.dataset(split), max_sentences=batch_size, max_positions=task.max_positions(),
-                                  seed=1).next_epoch_itr(shuffle=False)  # fmt: skip
-    correct = total = 0
-    for sample in itr:
-        masked = task.validation_masks(sample)
-        logits = model(masked.src_tokens, masked_tokens=masked.predicted)[0]
-        correct += int((logits.argmax(-1) == masked.target[masked.predicted]).sum())
-        total += int(masked.predicted.sum())
-    return correct / total
-
-
 def random_init_probe(checkpoint: str, data: str, tokens: int = 20000, seed: int = 1) -> PosProbe:
     """The POS probe on an encoder of ``checkpoint``'s architecture with
     freshly initialised weights (seed ``seed``): what no pre-training gives."""

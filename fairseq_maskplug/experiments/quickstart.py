@@ -3,9 +3,11 @@ reference a model that ignores context scores.
 
     python -m fairseq_maskplug.experiments.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
 
-Prints where the checkpoint and log are, the loss on the fixed standard
-validation mask (full precision) against the unigram entropy of the pieces,
-and fill-mask predictions (top 5, with probabilities) for a few held-out
+Prints where the checkpoint and log are, the loss at the positions whose
+input is ``<mask>`` on the fixed standard validation mask (full precision)
+against what ignoring context scores there (the train unigram) and the
+two-neighbour count model, the other kinds of predicted position, and
+fill-mask predictions (top 5, with probabilities) for a few held-out
 sentences with one word masked.
 """
 
@@ -18,8 +20,7 @@ from typing import List, Tuple
 
 import torch
 
-from ..corpus.quickstart import unigram_entropy_bits
-from ..diagnostics.validation import load_for_masking, standard_validation_loss
+from ..diagnostics.validation import load_for_masking, validation_scores
 
 
 def held_out_sentences(data: Path, count: int, seed: int = 0) -> List[str]:
@@ -32,22 +33,28 @@ def held_out_sentences(data: Path, count: int, seed: int = 0) -> List[str]:
 @torch.no_grad()
 def fill_mask(task, model, processor, sentence: str, top: int = 5) -> Tuple[str, str, List[Tuple[str, float]]]:
     """Mask one word of ``sentence`` (a single-piece word in its middle) and
-    return (the masked sentence, the word, the model's ``top`` guesses with
-    their probabilities)."""
+    return (what the model sees: the masked sentence, cut to the window of
+    pieces around the word that fits the model's positions; the word; the
+    model's ``top`` guesses with their probabilities)."""
     dictionary = task.source_dictionary
     pieces = processor.encode(sentence, out_type=str)
     words = [i for i, p in enumerate(pieces) if p.startswith("\u2581") and len(p) > 2 and (i + 1 == len(pieces)
              or pieces[i + 1].startswith("\u2581")) and p[1:].isalpha()]  # fmt: skip
     middle = min(words, key=lambda i: abs(i - len(pieces) / 2)) if words else len(pieces) // 2
-    ids = [dictionary.bos()] + [dictionary.index(p) for p in pieces] + [dictionary.eos()]
-    ids[middle + 1] = task.mask_idx
+    # the window of pieces (and the sentence's </s>, as in the training stream) after <s> that fits the positions
+    width = min(len(pieces) + 1, task.max_positions() - 1)
+    start = min(max(0, middle - width // 2), len(pieces) + 1 - width)
+    window = pieces[start : start + width]
+    ids = [dictionary.bos()] + [dictionary.index(p) for p in window] + [dictionary.eos()] * (width - len(window))
+    ids[middle - start + 1] = task.mask_idx
     tokens = torch.tensor([ids])
     predicted = tokens.eq(task.mask_idx)
     probabilities = torch.softmax(model(tokens, masked_tokens=predicted)[0].float(), dim=-1)[0]
     best = probabilities.topk(top)
     guesses = [(dictionary[i].replace("\u2581", "") or "\u2581", float(p)) for p, i in zip(best.values, best.indices)]
-    shown = "".join(("\u2581<mask>" if i == middle else p) for i, p in enumerate(pieces)).replace("\u2581", " ").strip()
-    return shown, pieces[middle].replace("\u2581", ""), guesses
+    shown = "".join(("\u2581<mask>" if start + i == middle else p) for i, p in enumerate(window)).replace("\u2581", " ")
+    cut = ("… " if start > 0 else "") + shown.strip() + (" …" if start + len(window) < len(pieces) else "")
+    return cut, pieces[middle].replace("\u2581", ""), guesses
 
 
 def summary(save_dir: Path, log_file: Path, data: Path, sentences: int = 4) -> str:
@@ -55,20 +62,21 @@ def summary(save_dir: Path, log_file: Path, data: Path, sentences: int = 4) -> s
 
     last = save_dir / "checkpoint_last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False)
-    loss = standard_validation_loss(str(last), str(data)).loss_bits
-    unigram = unigram_entropy_bits(data / "dict.txt")
+    task, model = load_for_masking(str(last), str(data))
+    scores = validation_scores(str(last), str(data), loaded=(task, model))
     lines = [
         f"checkpoint:      {last}",
-        f"best checkpoint: {save_dir / 'checkpoint_best.pt'}",
+        f"best checkpoint: {save_dir / 'checkpoint_best.pt'} (lowest loss_at_mask)",
         f"training log:    {log_file}",
         f"updates:         {state['optimizer_history'][-1]['num_updates']}",
-        f"validation loss: {loss:.3f} bits per predicted token (fixed standard 15% mask)",
-        f"reference:       {unigram:.3f} bits = unigram entropy of the pieces (what ignoring context scores); "
-        f"the model is {abs(unigram - loss):.3f} bits {'below' if loss < unigram else 'above'} it",
         "",
-        "what it learned: one word of held-out sentences masked, its top 5 guesses",
+        "on the fixed standard 15% validation mask (80/10/10), by what the input shows at each predicted position:",
+        scores.table(),
+        "",
+        f"the model: {scores.summary()}",
+        "",
+        "what it learned: one word of held-out sentences masked (the window the model sees), its top 5 guesses",
     ]
-    task, model = load_for_masking(str(last), str(data))
     processor = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
     for sentence in held_out_sentences(data, sentences):
         shown, word, guesses = fill_mask(task, model, processor, sentence)

@@ -1,6 +1,8 @@
-"""The study's results, gathered: each arm's mean and spread over seeds at
-equal updates and at equal training seconds, verdicts against random
-masking, the downstream probes, plots and Markdown tables."""
+"""The study's results, gathered: each arm's mean and spread over seeds of
+the loss at the ``<mask>`` positions (the ranking figure) at equal updates,
+tokens and training seconds, next to the references on the same positions;
+verdicts against random masking, the downstream probes, plots and Markdown
+tables."""
 
 import json
 import math
@@ -8,7 +10,10 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
 
-ENCODER_ONLY_NOTE = "MAE-LM arms: the loss is their pre-training decoder's, not comparable with the encoder-only arms"
+DECODER_NOTE = (
+    "MAE-LM arms: the loss at `<mask>` is their pre-training decoder's prediction from the same visible tokens, "
+    "so it ranks the pre-training systems; what the encoder alone learned is the probes'"
+)
 
 
 def load_results(out: Path, order: List[str]) -> Dict[str, List[dict]]:
@@ -28,9 +33,9 @@ def mean_sd(values: List[float]):
 
 
 def loss_at(curve: List[dict], axis: str, value: float) -> float:
-    """The validation loss where the curve's ``axis`` ("seconds" of training
+    """The loss at ``<mask>`` where the curve's ``axis`` ("seconds" of training
     or "tokens" processed) reaches ``value``, linear between evaluations."""
-    points = sorted((p[axis], p["valid_bits"]) for p in curve)
+    points = sorted((p[axis], p["at_mask_bits"]) for p in curve)
     if value <= points[0][0]:
         return points[0][1]
     for (t0, y0), (t1, y1) in zip(points, points[1:]):
@@ -60,28 +65,34 @@ def verdict(ours: List[float], random: List[float], lower_is_better: bool = True
 
 
 def summarise(results: Dict[str, List[dict]]) -> Dict[str, Dict]:
-    """Per arm: means and spreads of the final loss, training seconds,
-    tokens, probes; verdicts against random at equal updates and equal
+    """Per arm: means and spreads of the final loss at ``<mask>``, the other
+    kinds of position and the references, training seconds, tokens, probes;
+    verdicts against random at equal updates and equal
     tokens processed and equal seconds (each the smaller of the two arms'
     means: a longer arm is read off its curve there)."""
     summary = {}
     random = results.get("random", [])
     for arm, seeds in results.items():
-        final = [r["final_valid_bits"] for r in seeds]
+        final = [r["final_at_mask_bits"] for r in seeds]
+        scores = [r["final_scores"] for r in seeds]
         seconds = [r["train_seconds"] for r in seeds]
         layers = len(seeds[0]["pos_probe"]["layer_accuracy"])
         row = {
             "seeds": [r["seed"] for r in seeds],
             "decoder_loss": seeds[0]["decoder_loss"],
-            "final_valid_bits": mean_sd(final),
+            "final_at_mask_bits": mean_sd(final),
+            "unigram_at_mask_bits": mean_sd([s["unigram_at_mask_bits"] for s in scores]),
+            "neighbours_at_mask_bits": mean_sd([s["neighbours_at_mask_bits"] for s in scores]),
+            "at_unchanged_bits": mean_sd([s["at_unchanged"]["loss_bits"] for s in scores]),
+            "all_predicted_bits": mean_sd([s["all_predicted_bits"] for s in scores]),
             "train_seconds": mean_sd(seconds),
             "tokens": mean_sd([r["curve"][-1]["tokens"] for r in seeds]),
-            "masked_token_accuracy": mean_sd([r["masked_token_accuracy"] for r in seeds]),
+            "test_top1_at_mask": mean_sd([r["test_top1_at_mask"] for r in seeds]),
             "genre_accuracy": mean_sd([r["genre_accuracy"] for r in seeds]),
             "pos_probe": [mean_sd([r["pos_probe"]["layer_accuracy"][k] for r in seeds]) for k in range(layers)],
         }
         if random and arm != "random":
-            row["vs_random_equal_updates"] = verdict(final, [r["final_valid_bits"] for r in random])
+            row["vs_random_equal_updates"] = verdict(final, [r["final_at_mask_bits"] for r in random])
             for axis in ("tokens", "seconds"):
                 common = min(statistics.fmean(r["curve"][-1][axis] for r in seeds),
                              statistics.fmean(r["curve"][-1][axis] for r in random))  # fmt: skip
@@ -99,16 +110,16 @@ def summarise(results: Dict[str, List[dict]]) -> Dict[str, Dict]:
 
 
 def plot_curves(results: Dict[str, List[dict]], unigram_bits: float, path: Path, title: str):
-    """Validation loss against updates, tokens and seconds: the mean over
-    seeds with a ±1 sd band, the unigram entropy as a line; MAE-LM arms
-    (decoder loss) in their own row."""
+    """Loss at the ``<mask>`` positions against updates, tokens and seconds:
+    the mean over seeds with a ±1 sd band, the unigram reference as a line;
+    MAE-LM arms (their decoder's) in their own row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("validation loss, bits (fixed standard mask)", [a for a, r in results.items() if not r[0]["decoder_loss"]]),
-            ("MAE-LM decoder loss, bits (same mask)", [a for a, r in results.items() if r[0]["decoder_loss"]])]  # fmt: skip
+    rows = [("loss at <mask>, bits (fixed standard mask)", [a for a, r in results.items() if not r[0]["decoder_loss"]]),
+            ("MAE-LM: loss at <mask>, bits (same mask)", [a for a, r in results.items() if r[0]["decoder_loss"]])]  # fmt: skip
     rows = [(label, arms) for label, arms in rows if arms]
     colours = plt.get_cmap("tab20")
     figure, axes = plt.subplots(len(rows), 3, figsize=(16, 4.6 * len(rows)), squeeze=False, sharey="row")
@@ -119,15 +130,15 @@ def plot_curves(results: Dict[str, List[dict]], unigram_bits: float, path: Path,
             length = min(len(c) for c in curves)
             for axis, key in zip(row_axes, ("updates", "tokens", "seconds")):
                 xs = [statistics.fmean(c[i][key] for c in curves) for i in range(length)]
-                ys = [[c[i]["valid_bits"] for c in curves] for i in range(length)]
+                ys = [[c[i]["at_mask_bits"] for c in curves] for i in range(length)]
                 mean = [statistics.fmean(y) for y in ys]
                 sd = [statistics.stdev(y) if len(y) > 1 else 0.0 for y in ys]
                 axis.plot(xs, mean, color=colours(index % 20), label=arm, linewidth=1.3)
                 axis.fill_between(xs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
                                   color=colours(index % 20), alpha=0.2)  # fmt: skip
-            low += [p["valid_bits"] for c in curves for p in c[1:]]
+            low += [p["at_mask_bits"] for c in curves for p in c[1:]]
         for axis, xlabel in zip(row_axes, ("updates", "tokens processed (all copies)", "training seconds")):
-            axis.axhline(unigram_bits, color="black", linestyle="--", linewidth=1, label="unigram entropy")
+            axis.axhline(unigram_bits, color="black", linestyle="--", linewidth=1, label="train unigram at <mask>")
             axis.set_xlabel(xlabel)
             axis.grid(alpha=0.3)
         if low:
@@ -176,19 +187,23 @@ def fmt(pair, digits=4) -> str:
 
 def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, genre_majority: Optional[float]) -> str:
     lines = [
-        f"Unigram entropy of the training pieces: {unigram_bits:.3f} bits. Mean ± sd over seeds.",
+        f"Loss at the `<mask>` positions of the fixed standard validation mask (the ranking figure), against what "
+        f"ignoring context scores on the same positions (train unigram, {unigram_bits:.3f} bits) and the two-neighbour "
+        "count model; the loss where the input shows the original token and over all predicted positions (copying "
+        "included) are shown, never ranked. Mean ± sd over seeds.",
         "",
-        "| arm | seeds | final valid bits | below unigram | train s | tokens | masked-token acc. | "
-        "POS probe (last layer) | genre acc. |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | seeds | loss at `<mask>` | below unigram | two neighbours | at unchanged | all predicted (copying) | "
+        "train s | tokens | top-1 at `<mask>` (test) | POS probe (last layer) | genre acc. |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arm, row in summary.items():
-        bits = row["final_valid_bits"]
-        name = f"{arm} (decoder loss)" if row["decoder_loss"] else arm
+        bits = row["final_at_mask_bits"]
+        name = f"{arm} (decoder)" if row["decoder_loss"] else arm
         lines.append(
-            f"| {name} | {len(row['seeds'])} | {fmt(bits)} | {unigram_bits - bits[0]:.3f} | {row['train_seconds'][0]:.0f} | "
-            f"{row['tokens'][0]:,.0f} | {fmt(row['masked_token_accuracy'])} | {fmt(row['pos_probe'][-1])} | "
-            f"{fmt(row['genre_accuracy'])} |"
+            f"| {name} | {len(row['seeds'])} | {fmt(bits)} | {row['unigram_at_mask_bits'][0] - bits[0]:.3f} | "
+            f"{row['neighbours_at_mask_bits'][0]:.3f} | {row['at_unchanged_bits'][0]:.3f} | "
+            f"{row['all_predicted_bits'][0]:.3f} | {row['train_seconds'][0]:.0f} | {row['tokens'][0]:,.0f} | "
+            f"{fmt(row['test_top1_at_mask'])} | {fmt(row['pos_probe'][-1])} | {fmt(row['genre_accuracy'])} |"
         )
     lines += ["", f"POS probe baselines: majority tag {baselines['majority']:.4f}, each piece's most frequent tag "
               f"{baselines['piece_majority']:.4f}, randomly initialised encoder (per layer) "
@@ -197,8 +212,8 @@ def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, gen
         lines.append(f"Genre task (15 classes, held-out documents): majority baseline {genre_majority:.4f}.")
     lines += [
         "",
-        "Verdicts against random masking (`masked_lm_plus` defaults): difference of the means (ours − random), its "
-        "standard error, and the call (ahead: better by more than 2 standard errors).",
+        "Verdicts against random masking (`masked_lm_plus` defaults) on the loss at `<mask>`: difference of the means "
+        "(ours − random), its standard error, and the call (ahead: better by more than 2 standard errors).",
         "",
         "| arm | equal updates: Δ bits (SE) | call | equal tokens: at M | Δ bits (SE) | call | equal seconds: at s | "
         "Δ bits (SE) | call | POS probe Δ (SE) | call | genre Δ (SE) | call |",
@@ -216,7 +231,7 @@ def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, gen
                 cells.append(f"{row['equal_seconds']:.0f}")
             v = row.get(key)
             cells += ["n/a", ""] if v is None else [f"{v['difference']:+.4f} ({v['standard_error']:.4f})", v["verdict"]]
-        name = f"{arm} (decoder loss)" if row["decoder_loss"] else arm
+        name = f"{arm} (decoder)" if row["decoder_loss"] else arm
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", ENCODER_ONLY_NOTE + "; their verdicts are the probes'."]
+    lines += ["", DECODER_NOTE + "."]
     return "\n".join(lines)
