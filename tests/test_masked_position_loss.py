@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
+from test_readme_commands import readme_command, run_in_repo
 
 from fairseq_maskplug.diagnostics.context_references import NeighbourCounts
 from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
@@ -143,3 +144,7 @@ def test_valid_log_and_diagnostics_carry_the_masked_position_loss(brown_data, tm
     assert math.isclose(sum(k.loss_bits * k.count for k in kinds) / total, scores.all_predicted_bits, rel_tol=1e-5)
     assert scores.neighbours_at_mask_bits < scores.unigram_at_mask_bits - 1
     assert "reference at `<mask>`: train unigram" in scores.table()
+    # the README's command prints the same table
+    command = readme_command("scripts/score_checkpoint.py").strip().replace("[--split valid]", "")
+    command = command.replace("CHECKPOINT", str(tmp_path / "ckpt" / "checkpoint_best.pt")).replace("DATA_DIR", str(brown_data))
+    assert scores.table() in run_in_repo(command, tmp_path)
