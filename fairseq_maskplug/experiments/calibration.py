@@ -5,6 +5,7 @@ the record to ``OUT/calibration.jsonl`` (docs/STUDY.md tables them).
 
     python scripts/calibrate.py --data DIR --out DIR --name NAME [--configuration study] [--updates N] \\
         [-- EXTRA FAIRSEQ FLAGS]
+    python scripts/calibrate.py --table OUT/calibration.jsonl    (the tries as a Markdown table)
 
 A try whose record exists is not run again; a killed one resumes from its
 last checkpoint.
@@ -64,18 +65,43 @@ def run_try(data: str, out: Path, name: str, configuration: str, updates: int, e
     return record
 
 
+def markdown_table(records: List[dict]) -> str:
+    """The tries as a Markdown table, in the order they were recorded."""
+    rows = [
+        "| try | configuration + flags | updates | vocabulary | loss at `<mask>` | train unigram | below unigram | "
+        "two neighbours | all predicted (copying) | train min |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        s = r["scores"]
+        flags = " ".join(r["extra_flags"]) or "(none)"
+        vocabulary = json.loads((Path(r["data"]) / "manifest.json").read_text())["vocab_size"]
+        rows.append(
+            f"| {r['name']} | {r['configuration']} {flags} | {r['updates']} | {vocabulary} | "
+            f"{s['at_mask']['loss_bits']:.3f} | {s['unigram_at_mask_bits']:.3f} | {r['below_unigram']:+.3f} | "
+            f"{s['neighbours_at_mask_bits']:.3f} | {s['all_predicted_bits']:.3f} | {r['train_minutes']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--table", type=Path, default=None, help="print this calibration.jsonl as a table and stop")
+    parser.add_argument("--data")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--name")
     parser.add_argument("--configuration", default="study", choices=sorted(CONFIGURATIONS))
     parser.add_argument("--updates", type=int, default=None, help="default: the configuration's")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table([json.loads(line) for line in args.table.read_text().splitlines()]))
+        return
+    if not (args.data and args.out and args.name):
+        parser.error("--data, --out and --name are required to run a try")
     updates = args.updates or CONFIGURATIONS[args.configuration].updates
     record = run_try(os.path.abspath(args.data), args.out, args.name, args.configuration, updates, extra, args.seed)
     print(
