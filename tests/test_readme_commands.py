@@ -181,15 +181,17 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
 
 def test_quickstart_runs_end_to_end(tmp_path):
     """The quickstart with its default corpus (Brown), a few updates: it ends
-    by printing the checkpoint, the log and the validation loss; a second run
+    by printing the checkpoint, the log and the loss at the <mask> positions
+    against the unigram reference; a second run
     on the same --out reuses the corpus and resumes."""
     if not (REPO_ROOT.parent / "shared" / "data" / "brown.zip").exists():
         pytest.skip("the default corpus ../shared/data/brown.zip is absent")
     out = tmp_path / "qs"
     first = run_in_repo(f"bash scripts/quickstart.sh --updates 4 --out {out}", tmp_path)
     assert "corpus: the Brown corpus" in first
-    assert re.search(r"validation loss: \d+\.\d+ bits per predicted token", first)
-    assert re.search(r"reference: +\d+\.\d+ bits = unigram entropy", first)
+    assert re.search(r"\| input is `<mask>` \| \d+\.\d% \| \d+\.\d+ \|", first)
+    assert re.search(r"\| reference at `<mask>`: train unigram \| \| \d+\.\d+ \|", first)
+    assert re.search(r"the model: loss at <mask> \d+\.\d+ bits .* below the train unigram", first)
     assert "what it learned" in first and len(re.findall(r"\(was '.+'\) (\S+ \d\.\d\d, ){4}\S+ \d\.\d\d", first)) == 4
     assert f"checkpoint:      {out}/checkpoints/checkpoint_last.pt" in first
     assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
