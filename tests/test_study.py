@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from fairseq_maskplug.experiments.calibration import run_try
+from fairseq_maskplug.experiments.study import curve
 from fairseq_maskplug.experiments.study_report import loss_at, verdict
 from harness import CHILD_ENV, REPO_ROOT
 
@@ -120,3 +121,23 @@ def test_a_calibration_try_is_recorded_with_its_masked_position_loss_and_not_run
     (tmp_path / "short" / "checkpoints" / "checkpoint_last.pt").unlink()
     assert run_try(str(brown_data), tmp_path, "short", "study_quick", 20, []) == record  # read back, not retrained
     assert len((tmp_path / "calibration.jsonl").read_text().splitlines()) == 1
+
+
+def test_training_seconds_survive_a_resume(tmp_path):
+    """fairseq's ``wall`` restarts at 0 after a resume; the curve's seconds are
+    the updates' own time (interval updates / ups) and keep counting."""
+
+    def train(updates, ups, wall):
+        record = {"num_updates": str(updates), "wpb": "1000", "ups": str(ups), "wall": str(wall)}
+        return f"x | INFO | train_inner | {json.dumps(record)}"
+
+    def valid(updates, bits):
+        return f"x | INFO | valid | {json.dumps({'valid_num_updates': str(updates), 'valid_loss_at_mask': str(bits)})}"
+
+    lines = [train(100, 10.0, 10), train(200, 10.0, 20), valid(200, 8.0), train(300, 10.0, 30),  # killed after 300
+             train(300, 5.0, 0), train(400, 5.0, 0), valid(400, 7.0)]  # resumed from the checkpoint at 200  # fmt: skip
+    (tmp_path / "train.log").write_text("\n".join(lines))
+    points = curve(tmp_path / "train.log", 200)
+    assert [p["updates"] for p in points] == [200, 400] and [p["at_mask_bits"] for p in points] == [8.0, 7.0]
+    assert points[0]["seconds"] == pytest.approx(20.0) and points[1]["seconds"] == pytest.approx(20.0 + 200 / 5.0)
+    assert points[1]["tokens"] == pytest.approx(400_000)

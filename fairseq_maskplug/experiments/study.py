@@ -147,16 +147,19 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
     """Validation points (updates, loss at ``<mask>`` in bits, tokens
     processed, training seconds); ``rescore(update)`` replaces fairseq's
     logged ``loss_at_mask`` (stock ``masked_lm`` validates on masks of its own
-    and logs no such key)."""
+    and logs no such key). Training seconds are the updates' own time, each
+    logged interval's updates over its ``ups``: fairseq's ``wall`` restarts at
+    0 (and stays there) when a run resumes from a checkpoint."""
     train, valid = parse_log(log)
-    tokens, seen, wall = 0.0, 0, {}
+    tokens, seconds, seen, wall = 0.0, 0.0, 0, {}
     cumulative = {}
-    for record in train:  # wpb is the mean over the records' interval
+    for record in train:  # wpb and ups are the means over the records' interval
         updates = int(record["num_updates"])
         tokens += float(record["wpb"]) * (updates - seen)
+        seconds += (updates - seen) / max(float(record["ups"]), 1e-9)
         seen = updates
         cumulative[updates] = tokens
-        wall[updates] = float(record["wall"])  # since the start, restored on resume
+        wall[updates] = seconds
     points = []
     for record in valid:
         updates = int(record["valid_num_updates"])
