@@ -245,6 +245,17 @@ def test_effective_rank_script(brown_data, tmp_path):
     assert all("mask_tokens" not in layer for layer in mae["layers"])
 
 
+def test_export_of_an_encoder_with_fewer_positions_than_the_check_batch(brown_data, tmp_path):
+    """The study's 16-position MAE-LM exports (the agreement check's batch
+    used to be 32 tokens long, past such an encoder's positions)."""
+    from fairseq_maskplug.models.export import export_roberta
+
+    blocks = ["--tokens-per-sample", "16", "--max-positions", "16"]
+    train_in_process(mae_args(brown_data, tmp_path / "mae", updates=2) + blocks)
+    path = export_roberta(str(tmp_path / "mae" / "checkpoint_last.pt"), str(tmp_path / "out"))
+    assert torch.load(path, map_location="cpu", weights_only=False)["cfg"]["model"].max_positions == 16
+
+
 def test_export_refuses_a_roberta_checkpoint(brown_data, tmp_path):
     train_in_process(train_args(brown_data, tmp_path / "roberta", updates=2))
     result = subprocess.run(

@@ -57,9 +57,11 @@ def roberta_config(cfg, out_dir: str):
 
 def encoder_outputs_agree(mae_model, roberta_model, vocab_size: int, tolerance: float = 1e-5) -> float:
     """Largest difference of the two encoders' final features on a random
-    batch (eval mode); raises ExportError above ``tolerance``."""
+    batch of up to 32 tokens per sequence, no longer than the encoder's
+    positions (eval mode); raises ExportError above ``tolerance``."""
     generator = torch.Generator().manual_seed(0)
-    tokens = torch.randint(4, vocab_size - 1, (4, 32), generator=generator)
+    length = min(32, int(roberta_model.max_positions()))
+    tokens = torch.randint(4, vocab_size - 1, (4, length), generator=generator)
     tokens[:, 0] = 0
     mae_model.eval()
     roberta_model.eval()
