@@ -57,7 +57,8 @@ def run_try(data: str, out: Path, name: str, configuration: str, updates: int, e
     scores = validation_scores(str(run_dir / "checkpoints" / "checkpoint_last.pt"), data)
     record = {
         "name": name, "configuration": configuration, "updates": updates, "extra_flags": extra, "seed": seed,
-        "data": data, "train_minutes": round(minutes, 2), "below_unigram": round(scores.below_unigram, 4),
+        "data": data, "vocab_size": json.loads((Path(data) / "manifest.json").read_text())["vocab_size"],
+        "train_minutes": round(minutes, 2), "below_unigram": round(scores.below_unigram, 4),
         "scores": asdict(scores),
     }  # fmt: skip
     with open(records, "a") as handle:
@@ -75,9 +76,8 @@ def markdown_table(records: List[dict]) -> str:
     for r in records:
         s = r["scores"]
         flags = " ".join(r["extra_flags"]) or "(none)"
-        vocabulary = json.loads((Path(r["data"]) / "manifest.json").read_text())["vocab_size"]
         rows.append(
-            f"| {r['name']} | {r['configuration']} {flags} | {r['updates']} | {vocabulary} | "
+            f"| {r['name']} | {r['configuration']} {flags} | {r['updates']} | {r['vocab_size']} | "
             f"{s['at_mask']['loss_bits']:.3f} | {s['unigram_at_mask_bits']:.3f} | {r['below_unigram']:+.3f} | "
             f"{s['neighbours_at_mask_bits']:.3f} | {s['all_predicted_bits']:.3f} | {r['train_minutes']:.1f} |"
         )
