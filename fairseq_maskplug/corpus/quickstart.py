@@ -1,12 +1,10 @@
-"""The quickstart's data: find or fetch a corpus, prepare it once, and the
-unigram entropy that a model ignoring context scores.
+"""The quickstart's data: find or fetch a corpus and prepare it once.
 
-    python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH] [--vocab-size N]
-        prints the prepared data dir (OUT_DIR/data), preparing it when needed
+python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH] [--vocab-size N]
+    prints the prepared data dir (OUT_DIR/data), preparing it when needed
 """
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -72,17 +70,6 @@ def prepared_data(out: Path, corpus: str = None, vocab_size: int = 8000) -> Path
     manifest = prepare_corpus(PrepareOptions(input=source, out=str(data), vocab_size=vocab_size, workers=2))
     print(f"    train/valid/test documents: {manifest.documents}", file=sys.stderr)
     return data
-
-
-def unigram_entropy_bits(dict_path: Path) -> float:
-    """Entropy of the piece frequencies in dict.txt: the loss of a model that
-    predicts every masked piece without looking at its context."""
-    from fairseq.data import Dictionary
-
-    dictionary = Dictionary.load(str(dict_path))
-    counts = [c for c in dictionary.count[dictionary.nspecial :] if c > 0]
-    total = sum(counts)
-    return -sum(c / total * math.log2(c / total) for c in counts)
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ from fairseq import checkpoint_utils
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
 from ..tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
-from ..tasks.position_kinds import KINDS
+from ..tasks.position_kinds import KINDS, position_kinds
 from .context_references import ContextReferences
 
 
@@ -168,7 +168,8 @@ def validation_scores(
                     sums[key] = sums.get(key, 0.0) + float(value)
             masked = task.validation_masks(sample)
             src = masked.src_tokens.cpu().numpy()
-            at_mask = np.flatnonzero((masked.predicted & masked.src_tokens.eq(task.mask_idx)).cpu().numpy())
+            kinds = position_kinds(masked.src_tokens, masked.target, masked.predicted, task.mask_idx)
+            at_mask = np.flatnonzero(masked.predicted.cpu().numpy())[kinds.eq(KINDS.index("mask")).cpu().numpy()]
             uni, near = references.score(src, masked.target.cpu().numpy(), at_mask)
             unigram.append(uni)
             neighbours.append(near)

@@ -151,7 +151,7 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
     logged interval's updates over its ``ups``: fairseq's ``wall`` restarts at
     0 (and stays there) when a run resumes from a checkpoint."""
     train, valid = parse_log(log)
-    tokens, seconds, seen, wall = 0.0, 0.0, 0, {}
+    tokens, seconds, seen, trained = 0.0, 0.0, 0, {}
     cumulative = {}
     for record in train:  # wpb and ups are the means over the records' interval
         updates = int(record["num_updates"])
@@ -159,7 +159,7 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
         seconds += (updates - seen) / max(float(record["ups"]), 1e-9)
         seen = updates
         cumulative[updates] = tokens
-        wall[updates] = seconds
+        trained[updates] = seconds
     points = []
     for record in valid:
         updates = int(record["valid_num_updates"])
@@ -169,7 +169,7 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
         if bits is None:  # an end-of-epoch validation without an interval checkpoint to re-score
             continue
         points.append({"updates": updates, "at_mask_bits": bits, "tokens": cumulative[at] * updates / at,
-                       "seconds": wall[at] * updates / at})  # fmt: skip
+                       "seconds": trained[at] * updates / at})  # fmt: skip
     return points
 
 
