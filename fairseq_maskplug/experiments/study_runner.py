@@ -102,7 +102,7 @@ def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int
 
 
 def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
-    """Each paper's mechanism on the seed-1 checkpoints: fully-explored against
+    """Each paper's mechanism on each arm's lowest-seed checkpoint still there: fully-explored against
     random_k with pure <mask> corruption and with 80/10/10, and the Hamming
     curve (random arm); MAPNet's estimators against the uniform-mask gradient
     (both MAPNet arms); effective rank, MAE-LM against RoBERTa; PTW's per-tag
@@ -113,9 +113,12 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
     target = out / "mechanisms"
     target.mkdir(exist_ok=True)
 
-    def checkpoint(arm):
-        path = arm_dir(settings, arm, 1) / "checkpoints" / "checkpoint_last.pt"
-        return str(path) if path.exists() else None
+    def checkpoint(arm):  # the lowest seed whose checkpoint is still there (a study continued across machines)
+        for seed_dir in sorted((out / "runs" / arm).glob("seed*"), key=lambda p: int(p.name[4:])):
+            path = seed_dir / "checkpoints" / "checkpoint_last.pt"
+            if path.exists():
+                return str(path)
+        return None
 
     def measure(name, command):
         if not (target / f"{name}.json").exists():
@@ -136,7 +139,7 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
         measure("effective_rank", [str(scripts / "effective_rank.py"), "--data", settings.data,
                                    *[flag for path in encoders for flag in ("--checkpoint", path)]])  # fmt: skip
     if checkpoint("pos"):
-        found["pos_losses"] = pos_losses(arm_dir(settings, "pos", 1) / "checkpoints")
+        found["pos_losses"] = pos_losses(Path(checkpoint("pos")).parent)
         (target / "pos_losses.json").write_text(json.dumps(found["pos_losses"], indent=2))
     for path in sorted(target.glob("*.json")):
         found.setdefault(path.stem, json.loads(path.read_text()))
