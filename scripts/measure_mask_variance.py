@@ -72,9 +72,12 @@ def load_mapnet_criterion(checkpoint, task):
     state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
     if state["cfg"]["criterion"].get("_name") != "mapnet_masked_lm":
         sys.exit(f"--strategies mapnet: {checkpoint} was not trained with --criterion mapnet_masked_lm")
+    if "mapnet_proposal" not in (state.get("task_state") or {}):
+        sys.exit(f"--strategies mapnet: {checkpoint} holds no proposal network in its task state (earlier "
+                 "versions of fairseq-maskplug kept it with the criterion; re-train it)")  # fmt: skip
     criterion = task.build_criterion(state["cfg"]["criterion"])
-    criterion.load_state_dict(state["criterion"], strict=True)
-    return criterion.eval()
+    criterion.learner.load_state_dict(state["task_state"]["mapnet_proposal"])
+    return criterion
 
 
 def _ci(record, key):

@@ -154,9 +154,20 @@ OPTION_CATALOGUE = {
     "mapnet_weights": [
         (
             [*MAPNET, "--mapnet-weights", "unbiased"],
-            invalid_choice("unbiased", "exact_ordered", "product_clipped", "per_token"),
-        )
+            invalid_choice("unbiased", "inclusion", "exact_ordered", "exact_ordered_clipped", "product_clipped"),
+        ),
+        (
+            [*MAPNET, "--mapnet-uniform-share", "0"],
+            r"--mapnet-weights inclusion needs --mapnet-uniform-share > 0 or --mapnet-proposal-floor > 0",
+        ),
     ],
+    "mapnet_objective": [([*MAPNET, "--mapnet-objective", "ppo"], invalid_choice("ppo", "regression", "reinforce"))],
+    "mapnet_proxy": [([*MAPNET, "--mapnet-proxy", "norm"], invalid_choice("norm", "logit_gradient", "loss"))],
+    "mapnet_uniform_share": [
+        ([*MAPNET, "--mapnet-uniform-share", "1.5"], r"--mapnet-uniform-share must lie in \[0, 1\], got 1.5")
+    ],
+    "mapnet_lr": [([*MAPNET, "--mapnet-lr", "0"], r"--mapnet-lr must be > 0, got 0.0")],
+    "mapnet_clip_norm": [([*MAPNET, "--mapnet-clip-norm", "-1"], r"--mapnet-clip-norm must be >= 0 \(0: no clipping\), got -1.0")],
     "mapnet_clip": [
         ([*MAPNET, "--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
         ([*MAPNET, "--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),
@@ -167,7 +178,6 @@ OPTION_CATALOGUE = {
             r"--mapnet-proposal-floor must lie in \[0, 1\) \(0 disables\), got -0.1",
         )
     ],
-    "mapnet_lambda": [([*MAPNET, "--mapnet-lambda", "-1"], r"--mapnet-lambda must be >= 0, got -1.0")],
     "mapnet_baseline": [([*MAPNET, "--mapnet-baseline", "mean"], invalid_choice("mean", "const", "batch_mean"))],
     "mapnet_baseline_m": [
         ([*MAPNET, "--mapnet-baseline-m", "0"], r"--mapnet-baseline-m must lie in \(0, 1\], got 0.0"),
@@ -209,6 +219,7 @@ NO_INVALID_VALUE = {
     "shorten_data_split_list": "free text, stock masked_lm's; used only with --shorten-method",
     "pos_bias_correction": "a flag",
     "mapnet_own_embeddings": "a flag",
+    "mapnet_self_normalize": "a flag (true or false)",
     "no_decoder_projection": "a flag; the width mismatch it can cause is under decoder_embed_dim",
 }
 MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader", "word_bpe"}  # other groups' options, read by the task

@@ -41,6 +41,7 @@ def strategies():
         yield f"fully_explored{suffix}", FullyExploredUnits(masker, FullyExploredOptions(5)), None
         yield f"fully_explored_contiguous{suffix}", FullyExploredUnits(masker, FullyExploredOptions(5, "contiguous")), None
         yield f"proposal{suffix}", ProposalUnits(masker, ratio), "probabilities"
+        yield f"proposal_successive{suffix}", ProposalUnits(masker, ratio, "successive"), "probabilities"
 
 
 STRATEGIES = list(strategies())

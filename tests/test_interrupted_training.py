@@ -83,7 +83,7 @@ def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown
     if method in POS_METHODS:
         assert uninterrupted["task_state"]["pos_running_loss"]["running"].gt(0).sum() >= 10
     if method == "mapnet":
-        assert uninterrupted["criterion"], "the proposal network is saved with the criterion"
+        assert uninterrupted["task_state"]["mapnet_proposal"]["optimizer"]["state"], "the proposal and its Adam are saved"
     assert_identical(training_state(tmp_path / "killed" / "checkpoint_last.pt"), uninterrupted, method)
 
 
@@ -127,8 +127,8 @@ MISMATCHES = [
     ),
     (
         "mapnet",
-        {"extra": ["--criterion", "mapnet_masked_lm", "--mapnet-lambda", "0.1"]},
-        r"--mapnet-lambda: 0\.5 in the checkpoint, 0\.1 now",
+        {"extra": ["--criterion", "mapnet_masked_lm", "--mapnet-uniform-share", "0.1"]},
+        r"--mapnet-uniform-share: 0\.5 in the checkpoint, 0\.1 now",
     ),
     ("stock", {}, r"--task: masked_lm in the checkpoint, masked_lm_plus \(or a preset\) now"),
 ]

@@ -30,7 +30,7 @@ SIGNATURE_TAGS = {
     "masked_lm_plus": set(),
     "fully_explored": set(),
     "time_variant_pos": {"mask_ratio_scheduled", "pos_ema_NOUN", "pos_loss_NOUN", "pos_share_NOUN", "pos_base_NOUN"},
-    "mapnet": {"mlm_loss", "mapnet_loss", "mapnet_entropy", "mapnet_ess", "mapnet_corr"},
+    "mapnet": {"mlm_loss", "mapnet_loss", "mapnet_entropy", "mapnet_ess", "mapnet_corr", "mapnet_max_weight", "mapnet_clip"},
     "mae_lm": set(),
 }
 

@@ -3,16 +3,29 @@ importance-weighted so the objective stays the uniform-mask one (SPEC §3).
 
 Training step (the task hands over the clean batch and the step's draws, a
 :class:`~fairseq_maskplug.masking.MaskingStep`; the strategies come once, from
-``task.proposal_masking()``, when the criterion is built): the proposal network
-scores the clean tokens; q = softmax over each sequence's maskable units; the
-task's Masker draws the units without replacement from q (exponential race)
-at the task's ratio; the main loss is Σ w · CE over predicted tokens (w from
-``--mapnet-weights``, float32 from detached q); the proposal network learns by
-a score-function estimator rewarded with the detached per-token loss minus a
-baseline, on positions whose input became ``<mask>``. Before
-``--mapnet-warmup-updates`` and on ``--mapnet-explore-prob`` of the steps the
-masks are uniform (weights 1). Validation batches arrive already masked with
-the fixed standard mask and get the plain masked-LM loss.
+``task.proposal_masking()``, when the criterion is built):
+
+1. the proposal network scores the clean tokens; its proposal q_θ is, by
+   ``--mapnet-objective``, ∝ its predicted gradient-norm proxy
+   (``regression``, the default) or a softmax of its scores (``reinforce``,
+   the reference's); masks are drawn from the defensive mixture
+   q = α · uniform + (1 − α) · q_θ (α = ``--mapnet-uniform-share``);
+2. by ``--mapnet-weights``: ``inclusion`` (default) includes each unit with
+   a known probability π_i and weights its loss (m/n)/π_i ≤ 1/α;
+   ``exact_ordered``, ``exact_ordered_clipped`` and ``product_clipped`` draw
+   k units without replacement and weight each sequence (the reference's
+   estimators); the main loss is Σ w · CE over predicted tokens, w float32
+   from the detached q;
+3. the proposal's loss (a weighted regression of the detached per-unit proxy
+   on the drawn units, or the reference's score-function estimator rewarded
+   with the token loss) trains the proposal network through its own
+   optimizer (:class:`~fairseq_maskplug.modules.proposal_learner.ProposalLearner`),
+   never the main model.
+
+Before ``--mapnet-warmup-updates`` and on ``--mapnet-explore-prob`` of the
+steps the masks are uniform (weights 1; the regression still learns from
+them). Validation batches arrive already masked with the fixed standard mask
+and get the plain masked-LM loss.
 """
 
 import math
@@ -24,14 +37,26 @@ import torch.nn.functional as F
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.distributed import utils as distributed_utils
 from omegaconf import II
 
 from ..errors import MaskingOptionError
 from ..masking import MaskedTokens, MaskingStep, ProposalMasking, ProposalUnits, sequence_seed
-from ..masking.importance import WEIGHT_MODES, clip_and_normalize, log_weights, proposal_distribution
+from ..masking.importance import (
+    clip_weights,
+    effective_sample_size,
+    inclusion_weights,
+    log_weights,
+    mix_with_uniform,
+    normalized_proposal,
+    proposal_distribution,
+)
+from ..masking.proposal_objectives import logit_gradient_norm, per_unit_totals, regression_loss
 from ..modules.mask_proposal import MaskProposalNetwork
+from ..modules.proposal_learner import ProposalLearner
 
-PROPOSAL_STATS = ("mapnet_ess", "mapnet_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_steps")
+WEIGHT_MODES = ("inclusion", "exact_ordered", "exact_ordered_clipped", "product_clipped")
+PROPOSAL_STATS = ("mapnet_ess", "mapnet_weight_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_max_weight", "mapnet_steps")
 
 
 @dataclass
@@ -43,48 +68,88 @@ class MapnetMaskedLMConfig(FairseqDataclass):
         default=False,
         metadata={
             "help": "give the proposal network its own token and position embeddings instead of "
-            "reading the model's (and their LayerNorm, gradients flowing into them)"
+            "reading the model's embedding output (detached: the proposal's loss never moves the model)"
+        },
+    )
+    mapnet_objective: ChoiceEnum(["regression", "reinforce"]) = field(
+        default="regression",
+        metadata={
+            "help": "what the proposal learns: regression (predict --mapnet-proxy per unit, q_theta proportional to "
+            "the prediction: aims at the variance-optimal q ~ gradient norm) or reinforce (the reference's "
+            "score-function estimator, reward = token loss - baseline, q_theta = softmax of the scores)"
+        },
+    )
+    mapnet_proxy: ChoiceEnum(["logit_gradient", "loss"]) = field(
+        default="logit_gradient",
+        metadata={
+            "help": "regression target per unit: logit_gradient (||softmax - onehot||, the norm of the loss's "
+            "gradient with respect to the logits) or loss (the token loss)"
+        },
+    )
+    mapnet_uniform_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "alpha in q = alpha * uniform + (1 - alpha) * q_theta; in [0, 1]. No inclusion weight exceeds "
+            "1/alpha, and the estimator's variance is at most 1/alpha times uniform masking's (1 = uniform masks)"
         },
     )
     mapnet_weights: ChoiceEnum(WEIGHT_MODES) = field(
-        default="exact_ordered",
+        default="inclusion",
         metadata={
-            "help": "importance weights: exact_ordered (unbiased for draws without replacement), "
-            "product_clipped (the reference: product of (1/n)/q, clipped, batch-normalised), per_token"
+            "help": "inclusion (units included with known probabilities pi, weights (m/n)/pi per unit: unbiased, "
+            "bounded by 1/alpha), exact_ordered (k units drawn without replacement, per-sequence weights exact "
+            "for that draw), exact_ordered_clipped (those clipped to [1-c, 1+c]), product_clipped (the "
+            "reference: product of (1/n)/q, clipped)"
         },
     )
-    mapnet_clip: float = field(default=0.2, metadata={"help": "product_clipped: clip weights to [1-c, 1+c]; in (0, 1)"})
+    mapnet_clip: float = field(
+        default=0.2, metadata={"help": "*_clipped weights: clip to [1-c, 1+c]; in (0, 1)"}
+    )
+    mapnet_self_normalize: bool = field(
+        default=True, metadata={"help": "*_clipped weights: divide them by their batch mean (the reference does)"}
+    )
     mapnet_proposal_floor: float = field(
-        default=1e-4,
+        default=0.0,
         metadata={
-            "help": "added to every unit's proposal probability before renormalising (the reference's 1e-4): "
-            "masks are drawn from, and weighted for, the floored q, which bounds the weights; 0 disables"
+            "help": "added to every unit's q_theta before renormalising (the reference adds 1e-4); in [0, 1). "
+            "Masks are drawn from, and weighted for, the floored proposal"
         },
     )
-    mapnet_lambda: float = field(default=0.5, metadata={"help": "weight of the proposal network's loss"})
-    mapnet_baseline: ChoiceEnum(["const", "batch_mean"]) = field(
-        default="const", metadata={"help": "reward baseline: const (-log m) or the batch's mean token loss"}
+    mapnet_lr: float = field(default=1e-3, metadata={"help": "learning rate of the proposal network's own Adam"})
+    mapnet_clip_norm: float = field(
+        default=1.0,
+        metadata={"help": "clip the proposal network's gradient to this norm, apart from the model's (0: no clipping)"},
     )
-    mapnet_baseline_m: float = field(default=0.5, metadata={"help": "const baseline b = -log(m); m in (0, 1]"})
+    mapnet_baseline: ChoiceEnum(["const", "batch_mean"]) = field(
+        default="const", metadata={"help": "reinforce: reward baseline, const (-log m) or the batch's mean token loss"}
+    )
+    mapnet_baseline_m: float = field(default=0.5, metadata={"help": "reinforce: const baseline b = -log(m); m in (0, 1]"})
     mapnet_explore_prob: float = field(default=0.0, metadata={"help": "share of steps with uniform masks"})
     mapnet_warmup_updates: int = field(default=0, metadata={"help": "uniform masks before this update"})
     seed: int = II("common.seed")
 
 
-def task_masking(task) -> ProposalMasking:
-    """The task's :class:`ProposalMasking` (one documented call), or a clear
-    refusal for a task that masks in its dataset."""
+def check_task(task):
+    """Refuse a task that masks in its dataset, or one whose model is not built."""
     if not hasattr(task, "proposal_masking"):
         raise MaskingOptionError(
             f"--criterion mapnet_masked_lm needs --task masked_lm_plus (or its presets); the task "
             f"{type(task).__name__} masks in its dataset, so there is no clean batch to propose masks for"
         )
-    return task.proposal_masking("mapnet_masked_lm")
+    if task.model_dim is None:
+        raise MaskingOptionError("mapnet_masked_lm needs the model built first (task.build_model)")
 
 
 def check_options(cfg: MapnetMaskedLMConfig):
     if not 0 <= cfg.mapnet_proposal_floor < 1:
         raise MaskingOptionError(f"--mapnet-proposal-floor must lie in [0, 1) (0 disables), got {cfg.mapnet_proposal_floor}")
+    if not 0 <= cfg.mapnet_uniform_share <= 1:
+        raise MaskingOptionError(f"--mapnet-uniform-share must lie in [0, 1], got {cfg.mapnet_uniform_share}")
+    if str(cfg.mapnet_weights) == "inclusion" and cfg.mapnet_uniform_share == 0 and cfg.mapnet_proposal_floor == 0:
+        raise MaskingOptionError(
+            "--mapnet-weights inclusion needs --mapnet-uniform-share > 0 or --mapnet-proposal-floor > 0: with "
+            "neither, a unit the proposal excludes is never drawn and the estimate is biased"
+        )
     if not 0 < cfg.mapnet_clip < 1:
         raise MaskingOptionError(f"--mapnet-clip must lie in (0, 1), got {cfg.mapnet_clip}")
     if not 0 <= cfg.mapnet_explore_prob <= 1:
@@ -93,8 +158,10 @@ def check_options(cfg: MapnetMaskedLMConfig):
         raise MaskingOptionError(f"--mapnet-baseline-m must lie in (0, 1], got {cfg.mapnet_baseline_m}")
     if cfg.mapnet_layers < 1:
         raise MaskingOptionError(f"--mapnet-layers must be at least 1, got {cfg.mapnet_layers}")
-    if cfg.mapnet_lambda < 0:
-        raise MaskingOptionError(f"--mapnet-lambda must be >= 0, got {cfg.mapnet_lambda}")
+    if cfg.mapnet_lr <= 0:
+        raise MaskingOptionError(f"--mapnet-lr must be > 0, got {cfg.mapnet_lr}")
+    if cfg.mapnet_clip_norm < 0:
+        raise MaskingOptionError(f"--mapnet-clip-norm must be >= 0 (0: no clipping), got {cfg.mapnet_clip_norm}")
     if cfg.mapnet_embed_dim < 0:
         raise MaskingOptionError(f"--mapnet-embed-dim must be >= 0 (0 = half the model's width), got {cfg.mapnet_embed_dim}")
     if cfg.mapnet_heads < 0:
@@ -109,10 +176,20 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
 
     def __init__(self, cfg: MapnetMaskedLMConfig, task):
         super().__init__(task)
-        self.masking = task_masking(task)
         check_options(cfg)
         self.cfg = cfg
-        model_dim = self.masking.model_dim
+        self.weight_mode = str(cfg.mapnet_weights)
+        self.regression = str(cfg.mapnet_objective) == "regression"
+        check_task(task)
+        self.learner = ProposalLearner(self.build_network(cfg, task), cfg.mapnet_lr, cfg.mapnet_clip_norm)
+        sampler = "inclusion" if self.weight_mode == "inclusion" else "successive"
+        # the task steps the learner once per update and checkpoints it
+        self.masking: ProposalMasking = task.proposal_masking("mapnet_masked_lm", sampler, self.learner)
+
+    @staticmethod
+    def build_network(cfg: MapnetMaskedLMConfig, task) -> MaskProposalNetwork:
+        """The proposal network (float32; not a submodule: see ProposalLearner)."""
+        model_dim = task.model_dim
         dim = cfg.mapnet_embed_dim or max(8, model_dim // 2)
         if not cfg.mapnet_own_embeddings and dim > model_dim:
             raise MaskingOptionError(
@@ -122,7 +199,7 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         heads = cfg.mapnet_heads or max(1, dim // 32)
         if dim % heads:
             raise MaskingOptionError(f"--mapnet-embed-dim {dim} must be divisible by --mapnet-heads {heads}")
-        self.proposal = MaskProposalNetwork(
+        return MaskProposalNetwork(
             model_dim,
             dim,
             cfg.mapnet_layers,
@@ -130,8 +207,12 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             not cfg.mapnet_own_embeddings,
             len(task.source_dictionary),
             task.source_dictionary.pad(),
-            self.masking.max_positions,
+            task.cfg.tokens_per_sample,
         )
+
+    @property
+    def proposal(self) -> MaskProposalNetwork:
+        return self.learner.network
 
     # ------------------------------------------------------------------ loss
 
@@ -166,76 +247,111 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         return sequence_seed("mapnet-explore", self.cfg.seed, update, first_id) / 2**63 < self.cfg.mapnet_explore_prob
 
     def proposal_loss(self, model, sample):
+        """The main loss (returned; fairseq back-propagates it into the model
+        only), and the proposal's loss, whose gradient the learner keeps."""
         tokens = sample["net_input"]["src_tokens"]
         step: MaskingStep = sample["masking"]
-        # every step logs the same keys (data-parallel ranks sum them key by key)
-        stats = {key: torch.zeros((), device=tokens.device) for key in PROPOSAL_STATS}
-        if self.uses_uniform_masks(sample, step.update_num):
-            masked = self.masking.uniform(tokens, step.draws, step.update_num)
-            token_weights = None
-            scores = None
+        uniform = self.uses_uniform_masks(sample, step.update_num)
+        if uniform and not self.regression:  # a score-function estimator learns nothing from uniform masks
+            scores, q, masked = None, None, self.masking.uniform(tokens, step.draws, step.update_num)
+            token_weights, stats = None, {}
         else:
-            scores, q, masked, token_weights, weight_stats = self.propose(model, tokens, step)
-            stats.update(weight_stats)
+            scores, q, masked, token_weights, stats = self.propose(model, tokens, step, uniform=uniform)
 
         predicted = masked.predicted
         logits = model(**dict(sample["net_input"], src_tokens=masked.src_tokens), masked_tokens=predicted)[0]
         token_loss = F.cross_entropy(logits.float(), tokens[predicted], reduction="none")
-        main = token_loss.sum() if token_weights is None else (token_weights * token_loss).sum()
-        if scores is None:  # keep every proposal parameter in the graph (data-parallel reducers need it)
-            proposal_loss = sum(p.sum() for p in self.proposal.parameters()) * 0.0
+        if token_weights is None or bool((token_weights == 1).all()):  # plain masked LM's loss, bit for bit
+            main = F.cross_entropy(logits.float(), tokens[predicted], reduction="sum")
         else:
-            proposal_loss = self.score_function_loss(scores, masked, token_loss.detach())
+            main = (token_weights * token_loss).sum()
+        if scores is not None:
+            proposal_loss, units = self.proposal_objective(scores, masked, logits.detach(), token_loss.detach(), tokens)
             stats.update(self.proposal_stats(q, masked, token_loss.detach()))
-        loss = main + self.cfg.mapnet_lambda * proposal_loss
+        else:
+            proposal_loss, units = sum(p.sum() for p in self.learner.parameters) * 0.0, 0
+        if step.learn:
+            self.learner.accumulate(proposal_loss, units, step.first_of_update)
         sample_size = predicted.sum()
         logging_output = {
             "loss": main.data,
             "mlm_loss": token_loss.sum().data,
-            "mapnet_loss": proposal_loss.data,
+            "mapnet_loss": proposal_loss.detach(),
+            "mapnet_units": units,
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": sample_size,
             "mask_predicted": sample_size,
             "mask_maskable": masked.maskable.sum(),
-            **stats,
         }
-        return loss, sample_size, logging_output
+        # every step logs the same keys (data-parallel ranks sum them key by key)
+        logging_output.update({key: stats.get(key, torch.zeros((), device=tokens.device)) for key in PROPOSAL_STATS})
+        return main, sample_size, logging_output
 
-    def propose(self, model, tokens, step: MaskingStep, strategy: Optional[ProposalUnits] = None):
-        """Score ``tokens``, draw masks from the proposal with ``strategy``
-        (default: the task's, at its ratio) and weight them: (scores (B, L)
-        with gradient, detached q (B, L), the MaskedTokens (their selection
-        holds the draw order), float32 weight per predicted token, weight
-        statistics)."""
+    def propose(self, model, tokens, step: MaskingStep, strategy: Optional[ProposalUnits] = None, uniform: bool = False):
+        """Score ``tokens``, draw masks from the mixture proposal with
+        ``strategy`` (default: the task's, at its ratio; ``uniform``: from the
+        uniform proposal) and weight them: (scores (B, L) with gradient,
+        detached mixture q (B, L), the MaskedTokens, float32 weight per
+        predicted token, weight statistics)."""
         strategy = strategy or self.masking.proposal
-        scores = self.proposal(tokens, model.encoder.sentence_encoder)
-        q = proposal_distribution(scores.detach(), strategy.masker.units(tokens).starts, self.cfg.mapnet_proposal_floor)
+        self.learner.to(tokens.device)
+        with torch.autocast(tokens.device.type, enabled=False):
+            scores = self.proposal(tokens, model.encoder.sentence_encoder)
+        starts = strategy.masker.units(tokens).starts
+        share = 1.0 if uniform else self.cfg.mapnet_uniform_share
+        q = mix_with_uniform(self.proposal_of(scores.detach(), starts), starts, share)
         masked = strategy(tokens, step.draws, step.update_num, q)
         weights, stats = self.importance_weights(q, masked)
         return scores, q, masked, weights, stats
 
+    def proposal_of(self, scores, starts):
+        """q_θ (float64, B × L) from the network's scores: ∝ the predicted proxy, or their softmax."""
+        if self.regression:
+            return normalized_proposal(F.softplus(scores.double()), starts, self.cfg.mapnet_proposal_floor)
+        return proposal_distribution(scores, starts, self.cfg.mapnet_proposal_floor)
+
     def importance_weights(self, q, masked: MaskedTokens):
         """Float32 weight of every predicted token and the weight statistics,
         from the detached proposal ``q`` (B, L)."""
-        mode = str(self.cfg.mapnet_weights)
-        selection = masked.selection
-        starts, chosen, keys = selection.units.starts, selection.chosen, selection.keys
-        predicted = masked.predicted
+        selection, predicted = masked.selection, masked.predicted
         clipped = torch.zeros((), dtype=torch.float64, device=q.device)
-        if mode == "per_token":
-            per_unit = log_weights(q, starts, chosen, keys, "per_token").exp()
+        if self.weight_mode == "inclusion":
+            per_unit = inclusion_weights(selection.inclusion, selection.units.starts, selection.chosen)
             weights = selection.units.spread(per_unit)[predicted]
         else:
-            weights = log_weights(q, starts, chosen, keys, "product" if mode == "product_clipped" else "exact_ordered").exp()
-            if mode == "product_clipped":
-                weights, clipped = clip_and_normalize(weights, self.cfg.mapnet_clip)
+            mode = "product" if self.weight_mode == "product_clipped" else "exact_ordered"
+            weights = log_weights(q, selection.units.starts, selection.chosen, selection.keys, mode).exp()
+            if self.weight_mode.endswith("_clipped"):
+                weights, clipped = clip_weights(weights, self.cfg.mapnet_clip, self.cfg.mapnet_self_normalize)
             weights = weights.unsqueeze(1).expand_as(predicted)[predicted]
-        ess = weights.sum() ** 2 / (weights.pow(2).sum() * weights.numel()).clamp(min=1e-30)
-        return weights.float(), {"mapnet_ess": ess.float().data, "mapnet_clipped": clipped.float().data}
+        largest = weights.max() if weights.numel() else torch.zeros((), dtype=torch.float64, device=q.device)
+        if distributed_utils.get_data_parallel_world_size() > 1:  # every rank runs this step in lockstep
+            largest = distributed_utils.all_reduce(largest.clone(), distributed_utils.get_data_parallel_group(), "max")
+        stats = {
+            "mapnet_ess": effective_sample_size(weights).float().data,
+            "mapnet_weight_clipped": clipped.float().data,
+            "mapnet_max_weight": largest.float().data,
+        }
+        return weights.float(), stats
+
+    def proposal_objective(self, scores, masked: MaskedTokens, logits, token_loss, tokens):
+        """(the proposal's loss, the number of units it sums over)."""
+        units = masked.selection.units
+        if self.regression:
+            proxy = token_loss if str(self.cfg.mapnet_proxy) == "loss" else logit_gradient_norm(logits, tokens[masked.predicted])
+            targets = per_unit_totals(proxy, masked.predicted, units.start_index())
+            selection, chosen = masked.selection, masked.selection.chosen
+            if selection.inclusion is not None:
+                weights = inclusion_weights(selection.inclusion, units.starts, chosen)
+            else:  # successive draws: no per-unit weights; the regression fits the drawn units as they come
+                weights = torch.ones_like(scores)
+            return regression_loss(F.softplus(scores), targets, chosen, weights), int(chosen.sum())
+        return self.score_function_loss(scores, masked, token_loss), int(masked.corruption.replaced_by_mask[masked.predicted].sum())
 
     def score_function_loss(self, scores, masked: MaskedTokens, token_loss):
-        """−Σ log(q_i + 1e-4) · (ℓ_i − b) over predicted positions whose input is ``<mask>``."""
+        """The reference's: −Σ log(q_i + 1e-4) · (ℓ_i − b) over predicted
+        positions whose input is ``<mask>``, q = softmax of the scores."""
         units = masked.selection.units
         q = proposal_distribution(scores, units.starts)
         q_position = q.gather(1, units.start_index())[masked.predicted]
@@ -248,13 +364,16 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         return -(torch.log(q_position + 1e-4) * reward)[became_mask].sum().float()
 
     def proposal_stats(self, q, masked: MaskedTokens, token_loss):
-        """Mean proposal entropy (nats) per sequence and the correlation of
-        the proposal ``q`` (detached) with the per-token losses, for logging."""
-        entropy = -(q * q.clamp(min=1e-30).log()).sum(dim=1).mean()
+        """Mean proposal entropy per sequence over that of the uniform
+        proposal (1: uniform), and the correlation of ``q`` with the
+        per-token losses, for logging."""
+        starts = masked.selection.units.starts
+        entropy = -(q * q.clamp(min=1e-30).log()).sum(dim=1)
+        uniform_entropy = starts.sum(dim=1).double().clamp(min=2).log()
         q_position = q.gather(1, masked.selection.units.start_index())[masked.predicted]
         correlation = torch.corrcoef(torch.stack([q_position.float(), token_loss.float()]))[0, 1]
         return {
-            "mapnet_entropy": entropy.float().data,
+            "mapnet_entropy": (entropy / uniform_entropy).mean().float().data,
             "mapnet_corr": torch.nan_to_num(correlation).data,
             "mapnet_steps": torch.ones((), device=q.device),
         }
@@ -268,14 +387,17 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             total = utils.item(sum(log.get(key, 0) for log in logging_outputs))
             metrics.log_scalar(key, total / max(sample_size, 1) / math.log(2), sample_size, round=3)
         metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["mlm_loss"].avg))
-        if any("mapnet_loss" in log for log in logging_outputs):
+        units = utils.item(sum(log.get("mapnet_units", 0) for log in logging_outputs))
+        if units:
             total = utils.item(sum(log.get("mapnet_loss", 0) for log in logging_outputs))
-            metrics.log_scalar("mapnet_loss", total / max(sample_size, 1), sample_size, round=4)
+            metrics.log_scalar("mapnet_loss", total / units, units, round=4)
         steps = utils.item(sum(log.get("mapnet_steps", 0) for log in logging_outputs))
         if steps:  # averages over the steps that used the proposal
-            for key in ("mapnet_entropy", "mapnet_ess", "mapnet_clipped", "mapnet_corr"):
+            # mapnet_max_weight: each step's largest weight (across ranks), averaged over the interval
+            for key in ("mapnet_entropy", "mapnet_ess", "mapnet_weight_clipped", "mapnet_corr", "mapnet_max_weight"):
                 metrics.log_scalar(key, utils.item(sum(log.get(key, 0) for log in logging_outputs)) / steps, steps, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+

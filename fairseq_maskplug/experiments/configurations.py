@@ -126,7 +126,9 @@ METHODS: Dict[str, List[str]] = {
     "pos_cosine": [*PLUS, *POS_WEIGHTING, "--mask-schedule", "cosine"],
     "pos_corrected": [*PLUS, *POS_WEIGHTING, "--pos-bias-correction"],
     "mapnet": MAPNET,
-    "mapnet_clipped": [*MAPNET, "--mapnet-weights", "product_clipped"],
+    # the reference's estimator: no mixture, the 1e-4 floor, clipped product weights, REINFORCE
+    "mapnet_reference": [*MAPNET, "--mapnet-weights", "product_clipped", "--mapnet-objective", "reinforce",
+                         "--mapnet-uniform-share", "0", "--mapnet-proposal-floor", "1e-4"],  # fmt: skip
     "mae_lm": [*PLUS, *MAE_LM],
     # two combinations no paper has tried
     "cosine_mae_lm": [*PLUS, "--mask-schedule", "cosine", *MAE_LM],

@@ -57,7 +57,7 @@ ARMS: List[StudyArm] = [
     StudyArm("whole_word", "whole_word"),
     StudyArm("pos", "pos"),
     StudyArm("mapnet", "mapnet"),
-    StudyArm("mapnet_clipped", "mapnet_clipped"),
+    StudyArm("mapnet_reference", "mapnet_reference"),
     StudyArm("mae_lm", "mae_lm"),
     # the tiny encoder's one-layer decoder does not learn to read the encoder within 1,500 steps of the pair-copy
     # task (docs/STUDY.md); four layers here and in the combinations

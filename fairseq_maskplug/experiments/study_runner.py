@@ -21,7 +21,7 @@ from .study import ARM_BY_NAME, PACKAGE_DIR, StudySettings, arm_dir, parse_log
 from .study_report import load_results, markdown, plot_curves, plot_probes, summarise
 
 # relative cost of an arm-seed (for the ETA): fully-explored at equal updates trains on K copies
-COST = {"fully_explored": 6.0, "mapnet": 1.3, "mapnet_clipped": 1.3, "mae_lm": 1.2, "mae_lm_decoder4": 1.6,
+COST = {"fully_explored": 6.0, "mapnet": 1.3, "mapnet_reference": 1.3, "mae_lm": 1.2, "mae_lm_decoder4": 1.6,
         "cosine_mae_lm": 1.6, "fully_explored_mae_lm": 1.6}  # fmt: skip
 
 
@@ -131,7 +131,7 @@ def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
         for corruption in ("mask_only", "80_10_10"):
             measure(f"fully_explored_{corruption}", variance + ["--checkpoint", checkpoint("random"), "--strategies",
                     "random,random_k,fully_explored", "--corruption", corruption, "--hamming-curve"])  # fmt: skip
-    for arm in ("mapnet", "mapnet_clipped"):
+    for arm in ("mapnet", "mapnet_reference"):
         if checkpoint(arm):
             measure(arm, variance + ["--checkpoint", checkpoint(arm), "--strategies", "random,mapnet"])
     encoders = [checkpoint(arm) for arm in ("random", "mae_lm", "mae_lm_decoder4") if checkpoint(arm)]

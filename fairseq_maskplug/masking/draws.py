@@ -57,6 +57,7 @@ class SequenceSlot(IntEnum):
 
     ROUNDING = 0  # stochastic rounding of the count (fully-explored: the segment rotation)
     CROSSING = 1  # whether a weighted selection keeps the unit that crosses the budget
+    SYSTEMATIC = 2  # the offset of systematic sampling (MAPNet's inclusion sampler)
 
 
 def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -151,6 +152,10 @@ class MaskDraws:
     @property
     def crossing_noise(self) -> torch.Tensor:
         return self.per_sequence(SequenceSlot.CROSSING)
+
+    @property
+    def systematic_offsets(self) -> torch.Tensor:
+        return self.per_sequence(SequenceSlot.SYSTEMATIC)
 
 
 @functools.lru_cache(maxsize=64)

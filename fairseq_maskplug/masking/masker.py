@@ -62,11 +62,13 @@ class UnitSelection:
     units: the batch's units.
     chosen: (B, L) bool, the chosen unit starts.
     keys: (B, L) float64 race keys (lower = drawn earlier), or None.
+    inclusion: (B, L) float64 inclusion probability of every unit start, or None.
     """
 
     units: Units
     chosen: torch.Tensor
     keys: Optional[torch.Tensor] = None
+    inclusion: Optional[torch.Tensor] = None
 
 
 @dataclass

@@ -49,6 +49,31 @@ def select_by_rank(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.T
     return torch.zeros_like(eligible).scatter_(1, lowest, rank_is_chosen)
 
 
+def select_systematic(inclusion: torch.Tensor, order_scores: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Bool (B, L): systematic sampling with unequal probabilities (Madow,
+    1949): each row's positions, visited in increasing ``order_scores``, are
+    laid end to end as intervals of length ``inclusion``; the positions whose
+    interval holds one of the points ``offset + t`` (t = 0, 1, …) are chosen.
+
+    Position i is chosen with probability exactly ``inclusion[b, i]`` (every
+    value in [0, 1]); a row of total m chooses floor(m) or ceil(m) positions,
+    ceil(m) with probability frac(m) (the law of :func:`stochastic_counts`).
+    With uniformly random ``order_scores`` and equal inclusion probabilities
+    the chosen set is a uniform random subset of that size.
+
+    Args:
+        inclusion: (B, L) float64 inclusion probabilities, 0 where nothing may be chosen.
+        order_scores: (B, L) float or int, the visiting order (uniform hashes: a random order).
+        offsets: (B,) float64 uniforms in [0, 1).
+    """
+    order = torch.argsort(order_scores, dim=1, stable=True)
+    ends = inclusion.gather(1, order).cumsum(dim=1) - offsets.to(inclusion.device).unsqueeze(1)
+    crossings = torch.floor(ends)
+    before = torch.cat([torch.floor(-offsets.to(inclusion.device)).unsqueeze(1), crossings[:, :-1]], dim=1)
+    chosen_in_order = crossings > before
+    return torch.zeros_like(chosen_in_order).scatter_(1, order, chosen_in_order)
+
+
 def expand_units(unit_value: torch.Tensor, start_index: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
     """(B, L): every maskable position takes the value its unit start holds in
     ``unit_value`` (B, L); non-maskable positions take False / 0."""

@@ -12,7 +12,7 @@ starts. The result carries its number of copies per sequence.
 - :class:`UniformUnits`: a uniform random subset at the scheduled ratio (stock).
 - :class:`WeightedUnits`: units drawn by weight until a token budget is filled (POS weighting).
 - :class:`FullyExploredUnits`: K disjoint segments, one copy each (FE-MLM).
-- :class:`ProposalUnits`: units drawn without replacement from a proposal (MAPNet).
+- :class:`ProposalUnits`: units drawn from a proposal with known inclusion probabilities (MAPNet).
 """
 
 from abc import ABC, abstractmethod
@@ -23,8 +23,16 @@ import torch
 
 from .draws import MaskDraws, Slot
 from .fully_explored import FullyExploredOptions, segment_ids
+from .importance import inclusion_probabilities
 from .masker import MaskedTokens, Masker, UnitSelection
-from .selection import exponential_race_keys, select_by_rank, select_first_fit, select_within_budget, stochastic_counts
+from .selection import (
+    exponential_race_keys,
+    select_by_rank,
+    select_first_fit,
+    select_systematic,
+    select_within_budget,
+    stochastic_counts,
+)
 
 Ratio = Callable[[int], float]  # update number -> mask ratio (a RatioSchedule, say)
 
@@ -160,42 +168,67 @@ class FullyExploredUnits(MaskingStrategy):
         return self.masker.corrupt(tokens, units, predicted, draws, copies=K)
 
 
-class ProposalUnits(MaskingStrategy):
-    """``ratio(update)`` of each sequence's units (stochastically rounded, at
-    least one), drawn without replacement from the proposal ``unit_weights``
-    (B, L) probabilities read at unit starts (Gumbel top-k as an exponential
-    race). The result's selection holds the race keys: the draw order that
-    exact importance weights need."""
+PROPOSAL_SAMPLERS = ("inclusion", "successive")
 
-    def __init__(self, masker: Masker, ratio: Ratio):
+
+class ProposalUnits(MaskingStrategy):
+    """Units drawn from the proposal ``unit_weights`` (B, L), probabilities
+    read at unit starts, at ``ratio(update)`` of each sequence's units (at
+    least one). Two samplers (see :mod:`.importance`):
+
+    - ``inclusion``: unit i is included with probability π_i = min(1, c·q_i),
+      Σ π_i = ratio · n (clamped to [1, n]), by systematic sampling in a
+      random order: floor or ceil of that count, as uniform masking draws.
+      The result's selection holds π.
+    - ``successive``: the stochastically rounded count drawn without
+      replacement from q (Gumbel top-k as an exponential race); the result's
+      selection holds the race keys, the draw order exact weights need.
+    """
+
+    def __init__(self, masker: Masker, ratio: Ratio, sampler: str = "inclusion"):
+        if sampler not in PROPOSAL_SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {', '.join(PROPOSAL_SAMPLERS)}, got {sampler!r}")
         super().__init__(masker)
         self.ratio = ratio
+        self.sampler = sampler
 
     def __call__(self, tokens, draws, update_num, unit_weights=None):
         if unit_weights is None:
             raise ValueError("ProposalUnits needs the proposal's probabilities as `unit_weights`")
         units = self.masker.units(tokens)
-        counts = stochastic_counts(units.count(), self.ratio(update_num), draws.rounding_noise)
-        keys = exponential_race_keys(draws.unit_scores, unit_weights.clamp(min=1e-30))
-        chosen = select_by_rank(keys, units.starts, counts)
-        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=UnitSelection(units, chosen, keys))
+        if self.sampler == "inclusion":
+            n = units.count().to(torch.float64)
+            expected = (n * self.ratio(update_num)).clamp(min=1).minimum(n)
+            inclusion = inclusion_probabilities(unit_weights, units.starts, expected)
+            chosen = select_systematic(inclusion, draws.hashes(Slot.UNIT_SCORE), draws.systematic_offsets)
+            selection = UnitSelection(units, chosen, inclusion=inclusion)
+        else:
+            counts = stochastic_counts(units.count(), self.ratio(update_num), draws.rounding_noise)
+            keys = exponential_race_keys(draws.unit_scores, unit_weights.clamp(min=1e-30))
+            chosen = select_by_rank(keys, units.starts, counts)
+            selection = UnitSelection(units, chosen, keys)
+        return self.masker.corrupt(tokens, units, units.spread(chosen), draws, selection=selection)
 
 
 @dataclass
 class MaskingStep:
     """One training step's randomness, handed by the task to a criterion that
-    draws its own masks: the batch's ``draws`` and the ``update_num``."""
+    draws its own masks: the batch's ``draws`` and the ``update_num``;
+    ``learn``: the step trains the proposal (not a dummy batch, not a
+    diagnostic); ``first_of_update``: the update's first micro-batch."""
 
     draws: MaskDraws
     update_num: int
+    learn: bool = False
+    first_of_update: bool = False
 
 
 @dataclass
 class ProposalMasking:
     """What a criterion that proposes masks (MAPNet) gets from the task, in
     one call, ``task.proposal_masking()``: the strategy that draws masks from
-    a proposal at the task's ratio, the task's own uniform strategy (warm-up
-    and exploration steps), and the sizes a proposal network is built for.
+    a proposal at the task's ratio and the task's own uniform strategy
+    (warm-up and exploration steps).
 
     Each training step the task then puts a :class:`MaskingStep` into the
     clean sample under ``"masking"``, instead of masking it itself.
@@ -203,5 +236,3 @@ class ProposalMasking:
 
     proposal: ProposalUnits
     uniform: UniformUnits
-    model_dim: int  # width of the main model's embeddings
-    max_positions: int  # the longest block the task makes

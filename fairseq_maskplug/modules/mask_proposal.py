@@ -16,9 +16,9 @@ class MaskProposalNetwork(nn.Module):
 
     With ``share_embeddings`` its input is the main model's embedding output
     (token + position embeddings and embedding LayerNorm of the sentence
-    encoder, gradients flowing into them), projected from ``model_dim`` to
-    ``dim``; otherwise it has its own token and position embeddings. Output:
-    (B, L) float32 scores, scaled by dim^-1/2.
+    encoder), detached, in float32, projected from ``model_dim`` to ``dim``:
+    its loss never moves the main model. Otherwise it has its own token and
+    position embeddings. Output: (B, L) float32 scores, scaled by dim^-1/2.
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class MaskProposalNetwork(nn.Module):
         """``sentence_encoder``: the main model's (read only when sharing embeddings)."""
         padding = tokens.eq(self.padding_idx)
         if self.share_embeddings:
-            x = sentence_encoder.forward_embedding(tokens)[0]
+            x = sentence_encoder.forward_embedding(tokens)[0].detach().float()
             if self.input_projection is not None:
                 x = self.input_projection(x)
         else:

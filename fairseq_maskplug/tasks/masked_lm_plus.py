@@ -129,6 +129,7 @@ class MaskedLMPlusTask(MaskedLMTask):
                 self.dictionary.pad(),
             )
         self.model_dim: Optional[int] = None
+        self.proposal_learner = None  # MAPNet's (see proposal_masking)
         # the reference of the masked-position loss: what ignoring context scores (see .position_kinds)
         self.unigram_losses = unigram_losses(torch.tensor(self.dictionary.count), self.train_masker.special_ids)
 
@@ -185,10 +186,13 @@ class MaskedLMPlusTask(MaskedLMTask):
             self.load_state_dict(task_state)
         return criterion
 
-    def proposal_masking(self, criterion_name: str) -> ProposalMasking:
+    def proposal_masking(self, criterion_name: str, sampler: str, learner=None) -> ProposalMasking:
         """What a criterion that proposes masks (``criterion_name``) needs
         from this task: the one call such a criterion makes, when it is built
-        (see :class:`ProposalMasking`)."""
+        (see :class:`ProposalMasking`), masks drawn from its proposal with
+        ``sampler`` (a ``ProposalUnits`` sampler). Its proposal's ``learner``
+        (a :class:`~fairseq_maskplug.modules.proposal_learner.ProposalLearner`)
+        is stepped once per update and saved in the task's state."""
         if self.model_dim is None:
             raise MaskingOptionError(f"{criterion_name} needs the model built first (task.build_model)")
         if not isinstance(self.train_strategy, UniformUnits):
@@ -196,9 +200,8 @@ class MaskedLMPlusTask(MaskedLMTask):
                 f"{criterion_name} draws its own masks: use --masking random, --content-weighting none and no span "
                 "masking (--mask-multiple-length 1, --mask-stdev 0)"
             )
-        return ProposalMasking(
-            ProposalUnits(self.train_masker, self.schedule), self.train_strategy, self.model_dim, self.cfg.tokens_per_sample
-        )
+        self.proposal_learner = learner
+        return ProposalMasking(ProposalUnits(self.train_masker, self.schedule, sampler), self.train_strategy)
 
     # ----------------------------------------------------------------- state
 
@@ -206,11 +209,15 @@ class MaskedLMPlusTask(MaskedLMTask):
         """The running state fairseq saves as ``task_state`` in checkpoints,
         and the version of the random draws the masks were made from."""
         state = {"mask_draws": DRAWS_VERSION}
+        if self.proposal_learner is not None:
+            state["mapnet_proposal"] = self.proposal_learner.state_dict()
         return state if self.pos_weighting is None else state | self.pos_weighting.state_dict()
 
     def load_state_dict(self, state_dict):
         if self.pos_weighting is not None:
             self.pos_weighting.load_state_dict(state_dict)
+        if self.proposal_learner is not None and "mapnet_proposal" in state_dict:
+            self.proposal_learner.load_state_dict(state_dict["mapnet_proposal"])
 
     # ------------------------------------------------------------------ data
 
@@ -323,7 +330,10 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if getattr(criterion, "proposes_masks", False):  # it draws the masks itself (see proposal_masking)
-            sample = dict(sample, masking=MaskingStep(self.train_draws(sample, update_num), update_num))
+            # trainer.zero_grad() clears every gradient before an update's first micro-batch
+            first = all(p.grad is None for p in model.parameters())
+            step = MaskingStep(self.train_draws(sample, update_num), update_num, not ignore_grad, first)
+            sample = dict(sample, masking=step)
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         sample = self.mask_sample(sample, self.training_masks(sample, update_num))
         with self.capture_logits(model) as logits:
@@ -340,9 +350,12 @@ class MaskedLMPlusTask(MaskedLMTask):
         return loss, sample_size, logging_output
 
     def optimizer_step(self, optimizer, model, update_num):
-        """The optimizer's step, then the running POS losses move once for the
-        update (fairseq calls this once per update, on every rank)."""
+        """The optimizer's step and the mask proposal's own, then the running
+        POS losses move once for the update (fairseq calls this once per
+        update, on every rank)."""
         super().optimizer_step(optimizer, model, update_num)
+        if self.proposal_learner is not None:
+            self.proposal_learner.step()
         if self.pos_weighting is not None:
             self.pos_weighting.end_update()
 
