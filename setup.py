@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["fairseq_maskplug", "fairseq_maskplug.*"]),
-    package_data={"fairseq_maskplug": ["config/**/*.yaml"]},
+    package_data={"fairseq_maskplug": ["config/**/*.yaml", "corpus/brown/*"]},
     install_requires=["torch>=2.6", "fairseq-fixed==0.12.3.1", "numpy", "sentencepiece", "sacremoses", "tensorboardX"],
     extras_require={
         "test": ["pytest", "pytest-xdist", "ruff"],

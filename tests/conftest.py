@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import BROWN_ZIP, TOKENS_PER_SAMPLE, requires_brown  # noqa: F401  (re-exported for tests)
+from harness import BROWN_ZIP, TOKENS_PER_SAMPLE
 
 BROWN_SLICE_DOCUMENTS = 60
 BROWN_SLICE_VOCAB = 1000
@@ -11,8 +11,6 @@ BROWN_SLICE_VOCAB = 1000
 def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     """A fairseq data dir from the first 60 Brown documents (sentencepiece,
     1000 pieces; about 270k tokens), with the POS side input when ``pos``."""
-    if not BROWN_ZIP.exists():
-        pytest.skip(f"the Brown corpus is not at {BROWN_ZIP}")
     from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
 
     out = tmp_path_factory.mktemp(name) / "data"

@@ -10,21 +10,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-import pytest
 import torch
 
+from fairseq_maskplug.corpus.sources import PACKAGED_BROWN
 from fairseq_maskplug.experiments.configurations import TINY, method_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO_ROOT / "fairseq_maskplug")
-# the shared data (Brown corpus and its tag map); MASKPLUG_SHARED_DATA points elsewhere
-SHARED_DATA = Path(os.environ.get("MASKPLUG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-BROWN_ZIP = SHARED_DATA / "brown.zip"
-BROWN_MAP = SHARED_DATA / "en-brown.map"
-
-requires_brown = pytest.mark.skipif(
-    not BROWN_ZIP.exists(), reason=f"the Brown corpus is not at {BROWN_ZIP} (see ../shared/data/README.md)"
-)
+BROWN_ZIP = PACKAGED_BROWN  # the Brown corpus the package carries (corpus/brown/SOURCE.md)
 
 TOKENS_PER_SAMPLE = TINY.tokens_per_sample
 

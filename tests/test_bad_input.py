@@ -167,7 +167,9 @@ OPTION_CATALOGUE = {
         ([*MAPNET, "--mapnet-uniform-share", "1.5"], r"--mapnet-uniform-share must lie in \[0, 1\], got 1.5")
     ],
     "mapnet_lr": [([*MAPNET, "--mapnet-lr", "0"], r"--mapnet-lr must be > 0, got 0.0")],
-    "mapnet_clip_norm": [([*MAPNET, "--mapnet-clip-norm", "-1"], r"--mapnet-clip-norm must be >= 0 \(0: no clipping\), got -1.0")],
+    "mapnet_clip_norm": [
+        ([*MAPNET, "--mapnet-clip-norm", "-1"], r"--mapnet-clip-norm must be >= 0 \(0: no clipping\), got -1.0")
+    ],
     "mapnet_clip": [
         ([*MAPNET, "--mapnet-clip", "1.5"], r"--mapnet-clip must lie in \(0, 1\), got 1.5"),
         ([*MAPNET, "--mapnet-clip", "0"], r"--mapnet-clip must lie in \(0, 1\), got 0.0"),

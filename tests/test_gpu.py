@@ -124,7 +124,7 @@ def test_bf16_is_refused_by_fairseq_on_cuda(brown_data, tmp_path):
 
 def test_mapnet_survives_fp16_overflow_on_cuda(brown_data, tmp_path):
     """A huge initial loss scale overflows on the first steps: on CUDA fairseq
-    skips those steps and lowers the scale, and MAPNet's exact weights train on."""
+    skips those steps and lowers the scale, and MAPNet (its proposal in float32, apart) trains on."""
     state = gpu_run(brown_data, tmp_path / "overflow", "mapnet", ["--fp16", "--fp16-init-scale", str(2**30)])
     assert state["optimizer_history"][-1]["num_updates"] == UPDATES
     assert math.isfinite(state["extra_state"]["val_loss"])

@@ -36,7 +36,6 @@ from harness import (
     max_param_difference,
     train_args,
     train_data_parallel,
-    train_in_process,
     train_subprocess,
 )
 

@@ -1,10 +1,13 @@
 """The quickstart's summary (experiments/quickstart.py) on a checkpoint of the
 study's blocks: the masked-position table with both references, and fill-mask
-guesses in the window of pieces the model's positions hold."""
+guesses in the window of pieces the model's positions hold; the corpus it
+chooses."""
+
+import pytest
 
 from fairseq_maskplug.experiments.configurations import STUDY
 from fairseq_maskplug.experiments.quickstart import summary
-from harness import train_args, train_subprocess
+from harness import BROWN_ZIP, train_args, train_subprocess
 
 
 def test_summary_shows_the_masked_position_loss_and_windowed_guesses(brown_data, tmp_path):
@@ -21,3 +24,20 @@ def test_summary_shows_the_masked_position_loss_and_windowed_guesses(brown_data,
     for line in shown:  # the window fits the model: at most tokens_per_sample - 1 pieces after <s>
         words = line.replace("…", "").split()
         assert "<mask>" in words and len(words) <= STUDY.tokens_per_sample - 1
+
+
+def test_the_corpus_is_the_packaged_brown_unless_another_is_named(tmp_path, capsys):
+    """No --corpus: the Brown corpus the package carries (the tests' own
+    corpus too, so no test skips for missing data); `stdlib` writes the
+    standard library's docstrings; an unknown path names the valid choices."""
+    from fairseq_maskplug.corpus.quickstart import choose_corpus
+    from fairseq_maskplug.corpus.readers import is_brown
+    from fairseq_maskplug.errors import CorpusError
+
+    chosen = choose_corpus(tmp_path)
+    assert chosen == str(BROWN_ZIP) and is_brown(chosen) and (BROWN_ZIP.parent / "en-brown.map").exists()
+    assert "the Brown corpus this repository carries" in capsys.readouterr().err
+    text = choose_corpus(tmp_path, "stdlib")
+    assert text == str(tmp_path / "stdlib_docstrings.txt") and len((tmp_path / "stdlib_docstrings.txt").read_text()) > 10**5
+    with pytest.raises(CorpusError, match=r"--corpus nowhere/brown.zip: no such file or folder; valid: a path, `nltk`"):
+        choose_corpus(tmp_path, "nowhere/brown.zip")

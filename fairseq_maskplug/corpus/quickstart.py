@@ -1,6 +1,6 @@
-"""The quickstart's data: find or fetch a corpus and prepare it once.
+"""The quickstart's data: choose a corpus and prepare it once.
 
-python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH] [--vocab-size N]
+python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH|nltk|stdlib] [--vocab-size N]
     prints the prepared data dir (OUT_DIR/data), preparing it when needed
 """
 
@@ -11,45 +11,48 @@ from pathlib import Path
 
 from ..errors import CorpusError
 from .prepare import PrepareOptions, prepare_corpus, read_manifest
-from .sources import find_brown, write_stdlib_corpus
+from .sources import PACKAGED_BROWN, find_nltk_brown, write_stdlib_corpus
+
+CORPUS_CHOICES = "a path, `nltk` (NLTK's Brown corpus) or `stdlib` (the standard library's docstrings)"
 
 
-def download_brown():
-    """NLTK's Brown corpus, fetched with nltk.download when NLTK and a network
-    are there; None otherwise."""
+def nltk_brown() -> str:
+    """NLTK's Brown corpus from its data folders, else fetched with
+    nltk.download; a CorpusError when neither works."""
+    found = find_nltk_brown()
+    if found is not None:
+        return str(found)
     try:
         import nltk
-    except ImportError:
-        return None
-    try:
+
         nltk.download("brown", quiet=True, raise_on_error=True)
-    except Exception:  # no network, a proxy refusing, ...: the fallback corpus follows
-        return None
-    return find_brown()
+    except Exception as error:  # no NLTK, no network, a proxy refusing, ...
+        raise CorpusError(f"--corpus nltk: NLTK's Brown corpus is not in its data folders and could not be "
+                          f"downloaded ({type(error).__name__}: {error}); omit --corpus to use the copy this "
+                          "repository carries") from error  # fmt: skip
+    return str(find_nltk_brown())
 
 
 def choose_corpus(out: Path, corpus: str = None) -> str:
-    """The corpus to use: the user's, else Brown, else stdlib docstrings
-    (written to OUT/stdlib_docstrings.txt), saying which on stderr."""
-    if corpus:
-        return corpus
-    brown = find_brown()
-    if brown is not None:
-        print(f"==> corpus: the Brown corpus at {brown}", file=sys.stderr)
-        return str(brown)
-    brown = download_brown()
-    if brown is not None:
-        print(f"==> corpus: the Brown corpus, downloaded with nltk.download('brown') to {brown}", file=sys.stderr)
-        return str(brown)
-    text = out / "stdlib_docstrings.txt"
-    count = write_stdlib_corpus(text)
-    print(
-        f"==> corpus: no Brown corpus found (NLTK data folders, ../shared/data/brown.zip) nor downloadable (NLTK "
-        f"and a network); built one from the docstrings of this Python's standard library instead ({count} "
-        f"modules) at {text}",
-        file=sys.stderr,
-    )
-    return str(text)
+    """The corpus to use, saying which on stderr: without ``corpus`` the Brown
+    corpus this package carries; ``nltk``: NLTK's copy; ``stdlib``: the
+    standard library's docstrings (written to OUT/stdlib_docstrings.txt);
+    anything else is a path."""
+    if corpus is None:
+        print(f"==> corpus: the Brown corpus this repository carries ({PACKAGED_BROWN})", file=sys.stderr)
+        return str(PACKAGED_BROWN)
+    if corpus == "nltk":
+        brown = nltk_brown()
+        print(f"==> corpus: NLTK's Brown corpus at {brown}", file=sys.stderr)
+        return brown
+    if corpus == "stdlib":
+        text = out / "stdlib_docstrings.txt"
+        count = write_stdlib_corpus(text)
+        print(f"==> corpus: the docstrings of this Python's standard library ({count} modules) at {text}", file=sys.stderr)
+        return str(text)
+    if not os.path.exists(corpus):
+        raise CorpusError(f"--corpus {corpus}: no such file or folder; valid: {CORPUS_CHOICES}")
+    return corpus
 
 
 def prepared_data(out: Path, corpus: str = None, vocab_size: int = 8000) -> Path:
@@ -77,7 +80,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data")
     data.add_argument("out", type=Path)
-    data.add_argument("--corpus", default=None)
+    data.add_argument("--corpus", default=None, help=f"{CORPUS_CHOICES}; default: the Brown corpus this repository carries")
     data.add_argument("--vocab-size", type=int, default=8000)
     args = parser.parse_args(argv)
     try:

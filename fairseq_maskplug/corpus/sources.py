@@ -1,4 +1,5 @@
-"""Where the quickstart finds a corpus when the user names none."""
+"""The corpora the quickstart and the study can use without a user's: the Brown
+corpus this package carries, NLTK's copy, the standard library's docstrings."""
 
 import ast
 import os
@@ -9,8 +10,8 @@ from typing import List, Optional
 
 from .readers import is_brown
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_BROWN = REPO_ROOT.parent / "shared" / "data" / "brown.zip"
+# the Brown corpus this package carries (NLTK's packaging, with its tag map; see brown/SOURCE.md)
+PACKAGED_BROWN = Path(__file__).resolve().parent / "brown" / "brown.zip"
 
 
 def nltk_data_dirs() -> List[Path]:
@@ -26,15 +27,12 @@ def nltk_data_dirs() -> List[Path]:
     return dirs
 
 
-def find_brown() -> Optional[Path]:
-    """NLTK's Brown corpus (zip or folder) in NLTK's data folders, else the
-    project's ``../shared/data/brown.zip``; None when neither exists."""
+def find_nltk_brown() -> Optional[Path]:
+    """NLTK's Brown corpus (zip or folder) in NLTK's data folders, or None."""
     for base in nltk_data_dirs():
         for candidate in (base / "corpora" / "brown.zip", base / "corpora" / "brown"):
             if candidate.exists() and is_brown(str(candidate)):
                 return candidate
-    if SHARED_BROWN.exists():
-        return SHARED_BROWN
     return None
 
 

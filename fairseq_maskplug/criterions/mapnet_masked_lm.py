@@ -102,9 +102,7 @@ class MapnetMaskedLMConfig(FairseqDataclass):
             "reference: product of (1/n)/q, clipped)"
         },
     )
-    mapnet_clip: float = field(
-        default=0.2, metadata={"help": "*_clipped weights: clip to [1-c, 1+c]; in (0, 1)"}
-    )
+    mapnet_clip: float = field(default=0.2, metadata={"help": "*_clipped weights: clip to [1-c, 1+c]; in (0, 1)"})
     mapnet_self_normalize: bool = field(
         default=True, metadata={"help": "*_clipped weights: divide them by their batch mean (the reference does)"}
     )
@@ -339,7 +337,10 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         """(the proposal's loss, the number of units it sums over)."""
         units = masked.selection.units
         if self.regression:
-            proxy = token_loss if str(self.cfg.mapnet_proxy) == "loss" else logit_gradient_norm(logits, tokens[masked.predicted])
+            if str(self.cfg.mapnet_proxy) == "loss":
+                proxy = token_loss
+            else:
+                proxy = logit_gradient_norm(logits, tokens[masked.predicted])
             targets = per_unit_totals(proxy, masked.predicted, units.start_index())
             selection, chosen = masked.selection, masked.selection.chosen
             if selection.inclusion is not None:
@@ -347,7 +348,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             else:  # successive draws: no per-unit weights; the regression fits the drawn units as they come
                 weights = torch.ones_like(scores)
             return regression_loss(F.softplus(scores), targets, chosen, weights), int(chosen.sum())
-        return self.score_function_loss(scores, masked, token_loss), int(masked.corruption.replaced_by_mask[masked.predicted].sum())
+        became_mask = masked.corruption.replaced_by_mask[masked.predicted]
+        return self.score_function_loss(scores, masked, token_loss), int(became_mask.sum())
 
     def score_function_loss(self, scores, masked: MaskedTokens, token_loss):
         """The reference's: −Σ log(q_i + 1e-4) · (ℓ_i − b) over predicted
@@ -400,4 +402,3 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
-

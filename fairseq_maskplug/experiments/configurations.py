@@ -112,6 +112,8 @@ FE_COPIES = default_segments(0.15)  # K of fully-explored masking at the default
 PLUS = ["--task", "masked_lm_plus"]
 POS_WEIGHTING = ["--mask-whole-words", "--content-weighting", "pos"]  # the reference's PTW: whole words
 MAPNET = [*PLUS, "--criterion", "mapnet_masked_lm"]
+# the reference's estimator: clipped product weights, REINFORCE, no mixture (and its 1e-4 floor)
+MAPNET_REFERENCE = ["--mapnet-weights", "product_clipped", "--mapnet-objective", "reinforce", "--mapnet-uniform-share", "0"]
 # MAE-LM as its reference trains: every selected position is removed from the encoder (no 80/10/10)
 MAE_LM = ["--arch", "mae_lm_base", "--leave-unmasked-prob", "0", "--random-token-prob", "0"]
 METHODS: Dict[str, List[str]] = {
@@ -126,9 +128,7 @@ METHODS: Dict[str, List[str]] = {
     "pos_cosine": [*PLUS, *POS_WEIGHTING, "--mask-schedule", "cosine"],
     "pos_corrected": [*PLUS, *POS_WEIGHTING, "--pos-bias-correction"],
     "mapnet": MAPNET,
-    # the reference's estimator: no mixture, the 1e-4 floor, clipped product weights, REINFORCE
-    "mapnet_reference": [*MAPNET, "--mapnet-weights", "product_clipped", "--mapnet-objective", "reinforce",
-                         "--mapnet-uniform-share", "0", "--mapnet-proposal-floor", "1e-4"],  # fmt: skip
+    "mapnet_reference": [*MAPNET, *MAPNET_REFERENCE, "--mapnet-proposal-floor", "1e-4"],
     "mae_lm": [*PLUS, *MAE_LM],
     # two combinations no paper has tried
     "cosine_mae_lm": [*PLUS, "--mask-schedule", "cosine", *MAE_LM],

@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 
 from ..corpus.genres import write_genre_task
 from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
-from ..corpus.sources import find_brown
+from ..corpus.sources import PACKAGED_BROWN
 from .configurations import STUDY_VOCABULARY
 from .study import ARM_BY_NAME, PACKAGE_DIR, StudySettings, arm_dir, parse_log
 from .study_report import load_results, markdown, plot_curves, plot_probes, summarise
@@ -30,12 +30,9 @@ def ensure_data(data: Path, quick: bool) -> Path:
     input, prepared when missing (quick: the first 60 documents)."""
     if (data / "pos" / "dict.txt").exists():
         return data
-    brown = find_brown()
-    if brown is None:
-        raise SystemExit(f"--data {data}: not prepared, and no Brown corpus was found to prepare it from")
     vocabulary = 1000 if quick else STUDY_VOCABULARY
-    print(f"==> preparing {data} from {brown} ({vocabulary} pieces, POS side input)", flush=True)
-    prepare_corpus(PrepareOptions(input=str(brown), out=str(data), vocab_size=vocabulary, pos=True,
+    print(f"==> preparing {data} from {PACKAGED_BROWN} ({vocabulary} pieces, POS side input)", flush=True)
+    prepare_corpus(PrepareOptions(input=str(PACKAGED_BROWN), out=str(data), vocab_size=vocabulary, pos=True,
                                   max_documents=60 if quick else None, workers=2))  # fmt: skip
     return data
 

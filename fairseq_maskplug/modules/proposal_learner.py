@@ -69,8 +69,10 @@ class ProposalLearner:
     def step(self):
         """One Adam step on the update's mean gradient (summed across the
         data-parallel ranks), clipped; logs its norm and whether it was clipped."""
-        gradient = self.gradient if self.gradient is not None else torch.zeros(
-            sum(p.numel() for p in self.parameters), device=self.device
+        gradient = (
+            self.gradient
+            if self.gradient is not None
+            else torch.zeros(sum(p.numel() for p in self.parameters), device=self.device)
         )
         totals = torch.cat([gradient, torch.tensor([self.units], device=gradient.device, dtype=gradient.dtype)])
         if distributed_utils.get_data_parallel_world_size() > 1:
