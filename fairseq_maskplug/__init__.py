@@ -12,6 +12,10 @@ import os
 # choice wins.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
+from .platform_warnings import silence_platform_notices  # noqa: E402
+
+silence_platform_notices()
+
 # masking/ is pure torch and must import without fairseq; everything that
 # registers with fairseq is imported only where fairseq is installed.
 try:

@@ -46,8 +46,8 @@ TRAIN=(fairseq-train "$DATA" --user-dir "$REPO_ROOT/fairseq_maskplug"
     --log-format "$LOG_FORMAT" --log-interval 100 --log-file "$LOG_FILE")
 echo "==> pre-training ($UPDATES updates on the CPU):"
 printf ' %q' "${TRAIN[@]}"; echo
-"${TRAIN[@]}" 2> >(grep -v "tensorboardX\|pin_memory\|super().__init__(loader)\|autocast" >&2)
+"${TRAIN[@]}" 2> >(grep --line-buffered -v "tensorboardX\|pin_memory\|super().__init__(loader)\|autocast" >&2)
 
 echo
 echo "==> done"
-python -m fairseq_maskplug.experiments.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA" 2> >(grep -v "Warning\|warn" >&2)
+python -m fairseq_maskplug.experiments.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"

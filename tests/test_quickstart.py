@@ -3,11 +3,15 @@ study's blocks: the masked-position table with both references, and fill-mask
 guesses in the window of pieces the model's positions hold; the corpus it
 chooses."""
 
+import re
+import subprocess
+import sys
+
 import pytest
 
 from fairseq_maskplug.experiments.configurations import STUDY
 from fairseq_maskplug.experiments.quickstart import summary
-from harness import BROWN_ZIP, train_args, train_subprocess
+from harness import BROWN_ZIP, CHILD_ENV, train_args, train_subprocess
 
 
 def test_summary_shows_the_masked_position_loss_and_windowed_guesses(brown_data, tmp_path):
@@ -41,3 +45,28 @@ def test_the_corpus_is_the_packaged_brown_unless_another_is_named(tmp_path, caps
     assert text == str(tmp_path / "stdlib_docstrings.txt") and len((tmp_path / "stdlib_docstrings.txt").read_text()) > 10**5
     with pytest.raises(CorpusError, match=r"--corpus nowhere/brown.zip: no such file or folder; valid: a path, `nltk`"):
         choose_corpus(tmp_path, "nowhere/brown.zip")
+
+
+CONFIG_FROM_ARGS = """
+import warnings
+{plugin}
+from fairseq import options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+args = options.parse_args_and_arch(options.get_training_parser(), ["data", "--task", "masked_lm", "--arch", "roberta"])
+convert_namespace_to_omegaconf(args)
+warnings.warn("a warning of the user's own", UserWarning)
+"""
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_the_platforms_deprecation_notices_are_filtered_and_nothing_else(plugin):
+    """fairseq's config code under the pinned hydra prints hydra's
+    deprecation warnings on every run (``-W always``: each is shown); once
+    the plugin is loaded, only the user's own warning remains."""
+    code = CONFIG_FROM_ARGS.format(plugin="import fairseq_maskplug" if plugin else "")
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], env=CHILD_ENV, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "a warning of the user's own" in run.stderr
+    hydra_notices = re.findall(r"version_base|no longer experimental|strict flag|ConfigStore schema", run.stderr)
+    assert (hydra_notices == []) if plugin else len(hydra_notices) >= 4, run.stderr

@@ -187,6 +187,7 @@ def test_quickstart_runs_end_to_end(tmp_path):
     out = tmp_path / "qs"
     first = run_in_repo(f"bash scripts/quickstart.sh --updates 4 --out {out}", tmp_path)
     assert "corpus: the Brown corpus this repository carries" in first
+    assert not re.search(r"Warning|deprecat", first), "the console shows fairseq's progress and the summary only"
     assert re.search(r"\| input is `<mask>` \| \d+\.\d% \| \d+\.\d+ \|", first)
     assert re.search(r"\| reference at `<mask>`: train unigram \| \| \d+\.\d+ \|", first)
     assert re.search(r"the model: loss at <mask> \d+\.\d+ bits .* below the train unigram", first)
