@@ -25,5 +25,8 @@ except ModuleNotFoundError as error:
         raise
 else:
     from . import criterions, models, tasks  # noqa: E402,F401
+    from .clean_exit import register as register_clean_exit  # noqa: E402
+
+    register_clean_exit()
 
 __version__ = "0.2.0"

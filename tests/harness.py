@@ -21,6 +21,11 @@ BROWN_ZIP = PACKAGED_BROWN  # the Brown corpus the package carries (corpus/brown
 
 TOKENS_PER_SAMPLE = TINY.tokens_per_sample
 
+# the README and the pages its sections moved to: the commands in them are run by the tests
+DOCUMENTED_PAGES = ["README.md", *(f"docs/{page}.md" for page in (
+    "setup", "recipes", "options", "measuring", "study_script", "gpu", "hugging_face", "layout",
+    "methods/fully_explored", "methods/time_variant", "methods/mapnet", "methods/mae_lm"))]  # fmt: skip
+
 # Environment for child processes: one thread each (two ranks share 2 cores),
 # and the repo importable whatever the caller's cwd.
 CHILD_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
@@ -183,6 +188,18 @@ def dump_task_state_preamble(out_dir) -> str:
         "_rank = sys.argv[sys.argv.index('--distributed-rank') + 1] if '--distributed-rank' in sys.argv else '0'\n"
         f"atexit.register(lambda: torch.save(_tasks[-1].state_dict(), {str(out_dir)!r} + f'/rank{{_rank}}.pt'))\n"
     )
+
+
+def documented_block(marker: str, language: str = "bash") -> str:
+    """The one ``language`` code block of the documented pages that contains
+    ``marker`` (bash line continuations joined)."""
+    found = []
+    for page in DOCUMENTED_PAGES:
+        text = (REPO_ROOT / page).read_text()
+        blocks = [b.replace("\\\n", " ") for b in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)]
+        found += [(page, b) for b in blocks if marker in b]
+    assert len(found) == 1, f"the documented pages should hold exactly one {language} block with {marker!r}: {found}"
+    return found[0][1]
 
 
 def checkpoint_state(path) -> Dict:

@@ -4,7 +4,6 @@ AutoTokenizer load offline, checked (logits ≤ 1e-4 from fairseq's, fairseq's
 ids on every test-split line), usable by pipeline("fill-mask") and by a few
 steps of AutoModelForSequenceClassification; the README's example runs."""
 
-import re
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import torch
 
 from fairseq_maskplug.errors import ExportError
 from fairseq_maskplug.models.export_hf import LOGIT_TOLERANCE, export_hf, hide_broken_torchaudio
-from harness import CHILD_ENV, METHOD_FLAGS, REPO_ROOT, train_args, train_in_process
+from harness import CHILD_ENV, METHOD_FLAGS, REPO_ROOT, documented_block, train_args, train_in_process
 
 hide_broken_torchaudio()
 transformers = pytest.importorskip("transformers")
@@ -87,13 +86,6 @@ def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairs
     assert not (tmp_path / "hf").exists()
 
 
-def readme_python(marker: str) -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if marker in b]
-    assert len(blocks) == 1, marker
-    return blocks[0]
-
-
 def test_readme_hugging_face_example_runs(trained, tmp_path):
     """The README's export command and its transformers example, as written."""
     command = [sys.executable, str(REPO_ROOT / "scripts" / "export_hf.py"), str(trained["masked_lm_plus"]), "exported_hf"]
@@ -101,7 +93,7 @@ def test_readme_hugging_face_example_runs(trained, tmp_path):
     assert export.returncode == 0, export.stderr[-3000:]
     assert "transformers' logits differ from fairseq's by at most" in export.stdout
     # as written: setup_env.sh removed the torchaudio that does not load beside torch 2.13
-    code = readme_python("AutoModelForSequenceClassification")
+    code = documented_block("AutoModelForSequenceClassification", "python")
     run = subprocess.run([sys.executable, "-c", code], env=CHILD_ENV, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "step 2: loss" in run.stdout and len(run.stdout.splitlines()) == 6

@@ -1,5 +1,6 @@
-"""The README's fairseq-train and fairseq-hydra-train examples run as written,
-with tiny-model overrides appended (later flags win in both CLIs)."""
+"""The README's and its pages' fairseq-train and fairseq-hydra-train examples
+run as written, with tiny-model overrides appended (later flags win in both
+CLIs); the README stays a front page that links every page."""
 
 import os
 import re
@@ -8,7 +9,7 @@ import subprocess
 import pytest
 
 from fairseq_maskplug.experiments.configurations import METHODS, POS_METHODS, TINY, method_flags
-from harness import CHILD_ENV, REPO_ROOT, TOKENS_PER_SAMPLE, logged_values
+from harness import CHILD_ENV, DOCUMENTED_PAGES, REPO_ROOT, TOKENS_PER_SAMPLE, documented_block, logged_values
 
 SIZE = TINY.encoder
 TINY_FLAGS = (
@@ -27,12 +28,7 @@ TINY_HYDRA = (
 
 
 def readme_command(marker: str) -> str:
-    """The README's bash block containing ``marker``, continuations joined."""
-    text = (REPO_ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    matching = [b for b in blocks if marker in b.replace("\\\n", " ")]
-    assert len(matching) == 1, f"README should hold exactly one bash block with {marker!r}"
-    return matching[0].replace("\\\n", " ")
+    return documented_block(marker)
 
 
 def run_in_repo(command: str, tmp_path) -> str:
@@ -203,3 +199,14 @@ def test_quickstart_rejects_unknown_options(tmp_path):
     result = subprocess.run(["bash", "scripts/quickstart.sh", "--update", "5"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "unknown option --update (valid: --corpus PATH, --updates N, --out DIR)" in result.stderr
+
+
+def test_the_readme_is_a_front_page_that_links_every_page():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for page in DOCUMENTED_PAGES[1:] + ["docs/STUDY.md", "docs/RESULTS.md"]:
+        assert f"]({page})" in readme, f"README.md does not link {page}"
+        assert (REPO_ROOT / page).exists()
+    for page in DOCUMENTED_PAGES[1:]:  # every page leads back
+        depth = page.count("/")
+        assert f"]({'../' * depth}README.md" in (REPO_ROOT / page).read_text(), page
