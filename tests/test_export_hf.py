@@ -33,6 +33,7 @@ def held_out_lines(data):
     return [line for line in (data / "raw" / "test.txt").read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.xdist_group("hf_trained")
 @pytest.mark.parametrize("method", ["masked_lm_plus", "mae_lm", "mapnet"])
 def test_export_loads_in_transformers_and_fine_tunes(trained, brown_data, tmp_path, method):
     out = tmp_path / "hf"
@@ -70,6 +71,7 @@ def test_export_loads_in_transformers_and_fine_tunes(trained, brown_data, tmp_pa
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
 
 
+@pytest.mark.xdist_group("hf_trained")
 def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairseq(trained, brown_data, tmp_path):
     """dict.txt without the piece '▁the' (its line given to a padding symbol,
     so the model's size is unchanged): fairseq reads that piece as <unk>, no
@@ -86,6 +88,7 @@ def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairs
     assert not (tmp_path / "hf").exists()
 
 
+@pytest.mark.xdist_group("hf_trained")
 def test_readme_hugging_face_example_runs(trained, tmp_path):
     """The README's export command and its transformers example, as written."""
     command = [sys.executable, str(REPO_ROOT / "scripts" / "export_hf.py"), str(trained["masked_lm_plus"]), "exported_hf"]

@@ -134,6 +134,7 @@ MISMATCHES = [
 ]
 
 
+@pytest.mark.xdist_group("resume_checkpoints")
 @pytest.mark.parametrize("checkpoint,options,message", MISMATCHES, ids=[m[2].split(":")[0] for m in MISMATCHES])
 def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data, tmp_path, checkpoint, options, message):
     save_dir = tmp_path / "ckpt"
@@ -147,6 +148,7 @@ def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data,
     assert (save_dir / "checkpoint_last.pt").read_bytes() == before
 
 
+@pytest.mark.xdist_group("resume_checkpoints")
 def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data, tmp_path, caplog):
     save_dir = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "default", save_dir)
@@ -157,6 +159,7 @@ def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data,
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
+@pytest.mark.xdist_group("resume_checkpoints")
 def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, caplog):
     save_dir = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "default", save_dir)
@@ -165,6 +168,7 @@ def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, c
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
+@pytest.mark.xdist_group("resume_checkpoints")
 def test_a_checkpoint_of_the_old_per_sequence_generator_draws_is_refused_or_reset(checkpoints, brown_data, tmp_path):
     """fairseq-maskplug 0.1 drew masks from one seeded generator per sequence
     and saved no draws version: the same options now draw other masks, so
@@ -185,6 +189,7 @@ def test_a_checkpoint_of_the_old_per_sequence_generator_draws_is_refused_or_rese
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
+@pytest.mark.xdist_group("resume_checkpoints")
 def test_a_legacy_format_checkpoint_is_checked_too(checkpoints, brown_data, tmp_path):
     """Checkpoints written before torch's zip format (the published
     roberta.base, say) cannot be memory-mapped: they are read whole."""

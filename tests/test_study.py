@@ -25,6 +25,7 @@ def quick_study(brown_pos_data, tmp_path_factory):
     return out, command, first.stdout
 
 
+@pytest.mark.xdist_group("quick_study")
 def test_quick_study_writes_every_output(quick_study):
     out, _, stdout = quick_study
     for arm in ("random", "cosine"):
@@ -49,6 +50,7 @@ def test_quick_study_writes_every_output(quick_study):
     assert "done cosine seed 1: loss at <mask>" in stdout and "ETA" in stdout
 
 
+@pytest.mark.xdist_group("quick_study")
 def test_a_rerun_skips_finished_arm_seeds(quick_study):
     out, command, _ = quick_study
     again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
@@ -56,6 +58,7 @@ def test_a_rerun_skips_finished_arm_seeds(quick_study):
     assert "2 done already, 0 to run" in again.stdout
 
 
+@pytest.mark.xdist_group("quick_study")
 def test_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
     out, command, _ = quick_study
     (out / "study.md").unlink()
@@ -93,6 +96,7 @@ def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():
     assert loss_at(curve, "tokens", 50) == 10.0 and loss_at(curve, "seconds", 99) == 9.0  # held at the ends
 
 
+@pytest.mark.xdist_group("quick_study")
 def test_a_study_continues_from_result_files_alone(quick_study, tmp_path):
     """What docs/study keeps (each result.json, study.json, no checkpoint) is enough to report again."""
     out, command, _ = quick_study
