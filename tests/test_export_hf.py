@@ -18,7 +18,7 @@ hide_broken_torchaudio()
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
 def trained(brown_data, tmp_path_factory):
     """{method: checkpoint} of tiny models trained 20 updates with the plugin."""
     root = tmp_path_factory.mktemp("hf")

@@ -92,7 +92,7 @@ def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown
 BASE_RUN = {"updates": 2, "total_updates": 4}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
 def checkpoints(brown_data, tmp_path_factory):
     """Checkpoints after 2 updates of: defaults, a cosine schedule, MAPNet, stock masked_lm."""
     root = tmp_path_factory.mktemp("resumable")

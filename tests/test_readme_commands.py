@@ -5,11 +5,12 @@ CLIs); the README stays a front page that links every page."""
 import os
 import re
 import subprocess
+import zipfile
 
 import pytest
 
 from fairseq_maskplug.experiments.configurations import METHODS, POS_METHODS, TINY, method_flags
-from harness import CHILD_ENV, DOCUMENTED_PAGES, REPO_ROOT, TOKENS_PER_SAMPLE, documented_block, logged_values
+from harness import BROWN_ZIP, CHILD_ENV, DOCUMENTED_PAGES, REPO_ROOT, TOKENS_PER_SAMPLE, documented_block, logged_values
 
 SIZE = TINY.encoder
 TINY_FLAGS = (
@@ -175,14 +176,25 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
     assert "bash scripts/test.sh" in (REPO_ROOT / ".ci" / "run").read_text()
 
 
+def brown_slice_zip(path, documents: int = 60):
+    """The packaged Brown zip cut to its first ``documents`` documents (NLTK's layout)."""
+    with zipfile.ZipFile(BROWN_ZIP) as source, zipfile.ZipFile(path, "w") as target:
+        names = [n for n in source.namelist() if re.fullmatch(r"brown/c[a-r]\d\d", n)][:documents]
+        for name in names + ["brown/cats.txt", "brown/README"]:
+            target.writestr(name, source.read(name))
+    return path
+
+
 def test_quickstart_runs_end_to_end(tmp_path):
-    """The quickstart with its default corpus (Brown), a few updates: it ends
-    by printing the checkpoint, the log and the loss at the <mask> positions
-    against the unigram reference; a second run
-    on the same --out reuses the corpus and resumes."""
-    out = tmp_path / "qs"
-    first = run_in_repo(f"bash scripts/quickstart.sh --updates 4 --out {out}", tmp_path)
-    assert "corpus: the Brown corpus this repository carries" in first
+    """The quickstart on a 60-document cut of the packaged Brown corpus (its
+    default corpus is test_quickstart's), a few updates: it says which corpus
+    it uses and ends by printing the checkpoint, the log and the loss at the
+    <mask> positions against the unigram reference, with no library warning
+    on the console; a second run on the same --out reuses the corpus and
+    resumes."""
+    out, corpus = tmp_path / "qs", brown_slice_zip(tmp_path / "brown60.zip")
+    first = run_in_repo(f"bash scripts/quickstart.sh --corpus {corpus} --updates 4 --out {out}", tmp_path)
+    assert f"==> corpus: {corpus}" in first
     assert not re.search(r"Warning|deprecat", first), "the console shows fairseq's progress and the summary only"
     assert re.search(r"\| input is `<mask>` \| \d+\.\d% \| \d+\.\d+ \|", first)
     assert re.search(r"\| reference at `<mask>`: train unigram \| \| \d+\.\d+ \|", first)
@@ -190,7 +202,7 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert "what it learned" in first and len(re.findall(r"\(was '.+'\) (\S+ \d\.\d\d, ){4}\S+ \d\.\d\d", first)) == 4
     assert f"checkpoint:      {out}/checkpoints/checkpoint_last.pt" in first
     assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
-    second = run_in_repo(f"bash scripts/quickstart.sh --updates 6 --out {out}", tmp_path)
+    second = run_in_repo(f"bash scripts/quickstart.sh --corpus {corpus} --updates 6 --out {out}", tmp_path)
     assert "reusing the corpus prepared in" in second
     assert "Loaded checkpoint" in second and "updates:         6" in second
 

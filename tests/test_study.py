@@ -15,7 +15,7 @@ from fairseq_maskplug.experiments.study_report import loss_at, verdict
 from harness import CHILD_ENV, REPO_ROOT
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
 def quick_study(brown_pos_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "out"
     command = [sys.executable, str(REPO_ROOT / "scripts" / "study.py"), "--quick", "--data", str(brown_pos_data),

@@ -52,6 +52,7 @@ def choose_corpus(out: Path, corpus: str = None) -> str:
         return str(text)
     if not os.path.exists(corpus):
         raise CorpusError(f"--corpus {corpus}: no such file or folder; valid: {CORPUS_CHOICES}")
+    print(f"==> corpus: {corpus}", file=sys.stderr)
     return corpus
 
 
