@@ -1,23 +1,12 @@
 """Session fixtures: small binarised Brown corpora, prepared once per test run
 and shared by the pytest-xdist workers."""
 
-import os
-from pathlib import Path
-
 import pytest
-from filelock import FileLock
 
-from harness import BROWN_ZIP, TOKENS_PER_SAMPLE
+from harness import BROWN_ZIP, TOKENS_PER_SAMPLE, built_once
 
 BROWN_SLICE_DOCUMENTS = 60
 BROWN_SLICE_VOCAB = 1000
-
-
-def shared_dir(tmp_path_factory) -> Path:
-    """A folder every pytest-xdist worker of this run shares (the run's own
-    base folder without xdist)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
@@ -25,16 +14,14 @@ def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     1000 pieces; about 270k tokens), with the POS side input when ``pos``:
     prepared once per test run, by whichever worker asks first, and read
     (never written) by every test."""
-    from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
+    from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
 
-    shared = shared_dir(tmp_path_factory)
-    out = shared / name / "data"
-    with FileLock(str(shared / f"{name}.lock")):
-        if read_manifest(str(out)) is None:
-            options = PrepareOptions(input=str(BROWN_ZIP), out=str(out), vocab_size=BROWN_SLICE_VOCAB,
-                                     max_documents=BROWN_SLICE_DOCUMENTS, pos=pos)  # fmt: skip
-            prepare_corpus(options)
-    return out
+    def prepare(path):
+        options = PrepareOptions(input=str(BROWN_ZIP), out=str(path / "data"), vocab_size=BROWN_SLICE_VOCAB,
+                                 max_documents=BROWN_SLICE_DOCUMENTS, pos=pos)  # fmt: skip
+        prepare_corpus(options)
+
+    return built_once(tmp_path_factory, name, prepare) / "data"
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
+from filelock import FileLock
 
 from fairseq_maskplug.corpus.sources import PACKAGED_BROWN
 from fairseq_maskplug.experiments.configurations import TINY, method_flags
@@ -200,6 +201,25 @@ def documented_block(marker: str, language: str = "bash") -> str:
         found += [(page, b) for b in blocks if marker in b]
     assert len(found) == 1, f"the documented pages should hold exactly one {language} block with {marker!r}: {found}"
     return found[0][1]
+
+
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this run shares (the run's own
+    base folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """SHARED/name, made by ``build(path)`` once per test run, by whichever
+    pytest-xdist worker asks first (the others wait), then only read."""
+    shared = shared_dir(tmp_path_factory)
+    path, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            build(path)
+            done.touch()
+    return path
 
 
 def checkpoint_state(path) -> Dict:

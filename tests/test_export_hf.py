@@ -12,28 +12,29 @@ import torch
 
 from fairseq_maskplug.errors import ExportError
 from fairseq_maskplug.models.export_hf import LOGIT_TOLERANCE, export_hf, hide_broken_torchaudio
-from harness import CHILD_ENV, METHOD_FLAGS, REPO_ROOT, documented_block, train_args, train_in_process
+from harness import CHILD_ENV, METHOD_FLAGS, REPO_ROOT, built_once, documented_block, train_args, train_in_process
 
 hide_broken_torchaudio()
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
+@pytest.fixture(scope="session")
 def trained(brown_data, tmp_path_factory):
-    """{method: checkpoint} of tiny models trained 20 updates with the plugin."""
-    root = tmp_path_factory.mktemp("hf")
-    checkpoints = {}
-    for method in ("masked_lm_plus", "mae_lm", "mapnet"):
-        train_in_process(train_args(brown_data, root / method, updates=20, extra=METHOD_FLAGS[method]))
-        checkpoints[method] = root / method / "checkpoint_last.pt"
-    return checkpoints
+    """{method: checkpoint} of tiny models trained 20 updates with the plugin (once per run)."""
+    methods = ("masked_lm_plus", "mae_lm", "mapnet")
+
+    def train(root):
+        for method in methods:
+            train_in_process(train_args(brown_data, root / method, updates=20, extra=METHOD_FLAGS[method]))
+
+    root = built_once(tmp_path_factory, "hf", train)
+    return {method: root / method / "checkpoint_last.pt" for method in methods}
 
 
 def held_out_lines(data):
     return [line for line in (data / "raw" / "test.txt").read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.xdist_group("hf_trained")
 @pytest.mark.parametrize("method", ["masked_lm_plus", "mae_lm", "mapnet"])
 def test_export_loads_in_transformers_and_fine_tunes(trained, brown_data, tmp_path, method):
     out = tmp_path / "hf"
@@ -71,7 +72,6 @@ def test_export_loads_in_transformers_and_fine_tunes(trained, brown_data, tmp_pa
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
 
 
-@pytest.mark.xdist_group("hf_trained")
 def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairseq(trained, brown_data, tmp_path):
     """dict.txt without the piece '▁the' (its line given to a padding symbol,
     so the model's size is unchanged): fairseq reads that piece as <unk>, no
@@ -88,7 +88,6 @@ def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairs
     assert not (tmp_path / "hf").exists()
 
 
-@pytest.mark.xdist_group("hf_trained")
 def test_readme_hugging_face_example_runs(trained, tmp_path):
     """The README's export command and its transformers example, as written."""
     command = [sys.executable, str(REPO_ROOT / "scripts" / "export_hf.py"), str(trained["masked_lm_plus"]), "exported_hf"]

@@ -16,6 +16,7 @@ from fairseq_maskplug.errors import ResumeMismatchError
 from harness import (
     METHOD_FLAGS,
     POS_METHODS,
+    built_once,
     checkpoint_state,
     kill_at_update_preamble,
     start_fairseq_train,
@@ -92,19 +93,22 @@ def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown
 BASE_RUN = {"updates": 2, "total_updates": 4}
 
 
-@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
+@pytest.fixture(scope="session")
 def checkpoints(brown_data, tmp_path_factory):
-    """Checkpoints after 2 updates of: defaults, a cosine schedule, MAPNet, stock masked_lm."""
-    root = tmp_path_factory.mktemp("resumable")
+    """Checkpoints after 2 updates of: defaults, a cosine schedule, MAPNet,
+    stock masked_lm (made once per run; tests copy them before resuming)."""
     runs = {
         "default": {},
         "cosine": {"extra": ["--mask-schedule", "cosine"]},
         "mapnet": {"extra": ["--criterion", "mapnet_masked_lm"]},
         "stock": {"task": "masked_lm"},
     }
-    for name, options in runs.items():
-        train_in_process(train_args(brown_data, root / name, **BASE_RUN, **options))
-    return root
+
+    def train(root):
+        for name, options in runs.items():
+            train_in_process(train_args(brown_data, root / name, **BASE_RUN, **options))
+
+    return built_once(tmp_path_factory, "resumable", train)
 
 
 MISMATCHES = [
@@ -134,7 +138,6 @@ MISMATCHES = [
 ]
 
 
-@pytest.mark.xdist_group("resume_checkpoints")
 @pytest.mark.parametrize("checkpoint,options,message", MISMATCHES, ids=[m[2].split(":")[0] for m in MISMATCHES])
 def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data, tmp_path, checkpoint, options, message):
     save_dir = tmp_path / "ckpt"
@@ -148,7 +151,6 @@ def test_resuming_with_other_masking_options_is_refused(checkpoints, brown_data,
     assert (save_dir / "checkpoint_last.pt").read_bytes() == before
 
 
-@pytest.mark.xdist_group("resume_checkpoints")
 def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data, tmp_path, caplog):
     save_dir = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "default", save_dir)
@@ -159,7 +161,6 @@ def test_reset_dataloader_accepts_other_masking_options(checkpoints, brown_data,
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
-@pytest.mark.xdist_group("resume_checkpoints")
 def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, caplog):
     save_dir = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "default", save_dir)
@@ -168,7 +169,6 @@ def test_same_options_resume_without_a_word(checkpoints, brown_data, tmp_path, c
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
-@pytest.mark.xdist_group("resume_checkpoints")
 def test_a_checkpoint_of_the_old_per_sequence_generator_draws_is_refused_or_reset(checkpoints, brown_data, tmp_path):
     """fairseq-maskplug 0.1 drew masks from one seeded generator per sequence
     and saved no draws version: the same options now draw other masks, so
@@ -189,7 +189,6 @@ def test_a_checkpoint_of_the_old_per_sequence_generator_draws_is_refused_or_rese
     assert training_state(save_dir / "checkpoint_last.pt")["num_updates"] == 4
 
 
-@pytest.mark.xdist_group("resume_checkpoints")
 def test_a_legacy_format_checkpoint_is_checked_too(checkpoints, brown_data, tmp_path):
     """Checkpoints written before torch's zip format (the published
     roberta.base, say) cannot be memory-mapped: they are read whole."""

@@ -15,7 +15,7 @@ from fairseq_maskplug.experiments.study_report import loss_at, verdict
 from harness import CHILD_ENV, REPO_ROOT
 
 
-@pytest.fixture(scope="session")  # one worker runs its tests (xdist_group), without a teardown between them
+@pytest.fixture(scope="module")
 def quick_study(brown_pos_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "out"
     command = [sys.executable, str(REPO_ROOT / "scripts" / "study.py"), "--quick", "--data", str(brown_pos_data),
@@ -25,8 +25,7 @@ def quick_study(brown_pos_data, tmp_path_factory):
     return out, command, first.stdout
 
 
-@pytest.mark.xdist_group("quick_study")
-def test_quick_study_writes_every_output(quick_study):
+def check_quick_study_writes_every_output(quick_study):
     out, _, stdout = quick_study
     for arm in ("random", "cosine"):
         for seed in (1,):
@@ -50,16 +49,14 @@ def test_quick_study_writes_every_output(quick_study):
     assert "done cosine seed 1: loss at <mask>" in stdout and "ETA" in stdout
 
 
-@pytest.mark.xdist_group("quick_study")
-def test_a_rerun_skips_finished_arm_seeds(quick_study):
+def check_a_rerun_skips_finished_arm_seeds(quick_study):
     out, command, _ = quick_study
     again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 done already, 0 to run" in again.stdout
 
 
-@pytest.mark.xdist_group("quick_study")
-def test_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
+def check_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
     out, command, _ = quick_study
     (out / "study.md").unlink()
     result = subprocess.run(command + ["--seeds", "1,2", "--report-only"], env=CHILD_ENV, capture_output=True, text=True,
@@ -96,8 +93,7 @@ def test_losses_at_equal_tokens_and_seconds_interpolate_between_evaluations():
     assert loss_at(curve, "tokens", 50) == 10.0 and loss_at(curve, "seconds", 99) == 9.0  # held at the ends
 
 
-@pytest.mark.xdist_group("quick_study")
-def test_a_study_continues_from_result_files_alone(quick_study, tmp_path):
+def check_a_study_continues_from_result_files_alone(quick_study, tmp_path):
     """What docs/study keeps (each result.json, study.json, no checkpoint) is enough to report again."""
     out, command, _ = quick_study
     moved = tmp_path / "continued"
@@ -145,3 +141,13 @@ def test_training_seconds_survive_a_resume(tmp_path):
     assert [p["updates"] for p in points] == [200, 400] and [p["at_mask_bits"] for p in points] == [8.0, 7.0]
     assert points[0]["seconds"] == pytest.approx(20.0) and points[1]["seconds"] == pytest.approx(20.0 + 200 / 5.0)
     assert points[1]["tokens"] == pytest.approx(400_000)
+
+
+def test_the_quick_study_writes_reruns_reports_and_continues(quick_study, tmp_path):
+    """One quick study (its two arm-seeds trained once, on one worker), checked
+    in order: every output; a rerun skips what is finished; --report-only
+    trains nothing; the result files alone are enough to report again."""
+    check_quick_study_writes_every_output(quick_study)
+    check_a_rerun_skips_finished_arm_seeds(quick_study)
+    check_report_only_trains_nothing_and_reports_what_is_finished(quick_study)
+    check_a_study_continues_from_result_files_alone(quick_study, tmp_path)
