@@ -85,7 +85,7 @@ def summary(save_dir: Path, log_file: Path, data: Path, sentences: int = 4) -> s
     lines += [
         "",
         "next: the multi-seed study of every method (docs/STUDY.md), and the benchmark (docs/RESULTS.md):",
-        "  python scripts/study.py --quick --arms random,cosine --seeds 1  # the machinery on a slice, under 2 minutes",
+        "  python scripts/study.py --quick --arms random,cosine --seeds 1  # the machinery on a slice, about 1.5 minutes",
         f"  python scripts/compare_methods.py --data {data} --arms random,fully_explored,cosine,mapnet,mae_lm "
         f"--out {data.parent / 'compare'}",
         "  python scripts/benchmark.py --data runs/brown_pos --json runs/benchmark.json",

@@ -153,10 +153,16 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
     train, valid = parse_log(log)
     tokens, seconds, seen, trained = 0.0, 0.0, 0, {}
     cumulative = {}
-    for record in train:  # wpb and ups are the means over the records' interval
+    # fairseq logs ups 0 for a run's first record (its meter has no elapsed time yet): that interval
+    # is counted at the next record's rate
+    rates = [float(r["ups"]) for r in train]
+    for i in range(len(rates) - 2, -1, -1):
+        if rates[i] <= 0:
+            rates[i] = rates[i + 1]
+    for record, rate in zip(train, rates):  # wpb and ups are the means over the records' interval
         updates = int(record["num_updates"])
         tokens += float(record["wpb"]) * (updates - seen)
-        seconds += (updates - seen) / max(float(record["ups"]), 1e-9)
+        seconds += (updates - seen) / rate if rate > 0 else 0.0
         seen = updates
         cumulative[updates] = tokens
         trained[updates] = seconds
