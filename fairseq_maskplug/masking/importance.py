@@ -47,8 +47,7 @@ def normalized_proposal(predictions: torch.Tensor, starts: torch.Tensor, floor: 
     with ``floor`` as in :func:`proposal_distribution`."""
     values = torch.where(starts, predictions.double().clamp(min=0), torch.zeros_like(predictions, dtype=torch.float64))
     totals = values.sum(dim=1, keepdim=True)
-    uniform = starts.double() / starts.sum(dim=1, keepdim=True).clamp(min=1)
-    probabilities = torch.where(totals > 0, values / totals.clamp(min=TINY), uniform)
+    probabilities = torch.where(totals > 0, values / totals.clamp(min=TINY), uniform_over_units(starts))
     return floored(probabilities, starts, floor)
 
 
@@ -65,8 +64,12 @@ def mix_with_uniform(q: torch.Tensor, starts: torch.Tensor, uniform_share: float
     over each row's unit starts (Hesterberg, 1995). Its importance weights are
     at most 1 / α, and the variance of its estimator is at most 1 / α times
     uniform sampling's and 1 / (1 − α) times q's."""
-    uniform = starts.double() / starts.sum(dim=1, keepdim=True).clamp(min=1)
-    return uniform_share * uniform + (1 - uniform_share) * q.double()
+    return uniform_share * uniform_over_units(starts) + (1 - uniform_share) * q.double()
+
+
+def uniform_over_units(starts: torch.Tensor) -> torch.Tensor:
+    """Float64 (B, L): 1/n at each row's n unit starts, 0 elsewhere."""
+    return starts.double() / starts.sum(dim=1, keepdim=True).clamp(min=1)
 
 
 def inclusion_probabilities(q: torch.Tensor, starts: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
