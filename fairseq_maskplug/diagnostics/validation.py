@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
+from fairseq import checkpoint_utils, utils
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
 from ..tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
@@ -135,6 +135,7 @@ def validation_scores(
     valid_mask_seed: int = 1,
     batch_size: int = 32,
     loaded: Optional[tuple] = None,
+    device: str = "cpu",
 ) -> ValidationScores:
     """Score ``checkpoint`` on ``split`` of ``data`` under the fixed standard mask.
 
@@ -143,11 +144,13 @@ def validation_scores(
     per-kind sums are the ones the task's ``valid_step`` logs, so these
     figures are fairseq's ``loss_at_mask`` etc. at full precision.
     ``loaded``: a (task, model) from :func:`load_for_masking` with the same
-    mask options, to score without loading again.
+    mask options, to score without loading again. ``device``: where the
+    model runs ("cuda": the same masks, drawn on the tokens' device; float32).
     """
     task, model = loaded or load_for_masking(
         checkpoint, data, valid_mask_prob=valid_mask_prob, valid_mask_seed=valid_mask_seed
     )
+    model.to(device)
     criterion = MaskedLmLoss(MaskedLmConfig(), task)
     references = context_references(task)
     task.load_dataset(split)
@@ -159,6 +162,7 @@ def validation_scores(
     unigram, neighbours = [], []
     with torch.no_grad():
         for sample in batches:
+            sample = utils.move_to_cuda(sample) if device == "cuda" else sample
             loss, sample_size, log = task.valid_step(sample, model, criterion)
             loss_sum += float(loss)
             predicted += int(sample_size)

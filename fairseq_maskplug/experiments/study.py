@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -76,9 +76,12 @@ class StudySettings:
     out: str
     configuration: str = "study"  # a name of experiments.configurations.CONFIGURATIONS
     validate_every: int = 0  # 0 = a tenth of the updates
-    probe_tokens: int = 20000  # tagged tokens the POS probe trains and is scored on
+    probe_tokens: int = 20000  # tagged tokens the POS probe trains and is scored on; 0 skips the probe
     genre_dir: Optional[str] = None  # the genre task (corpus/genres.py); None skips it
     genre_epochs: int = 3
+    device: str = "cpu"  # "cuda": train with --fp16 on the GPU and score there (at full precision)
+    stop_seconds: float = 0.0  # > 0: fairseq-train stops cleanly after this much training (--stop-time-hours)
+    updates: int = 0  # > 0: in place of the configuration's
 
     def __post_init__(self):
         self.data, self.out = os.path.abspath(self.data), os.path.abspath(self.out)
@@ -86,7 +89,8 @@ class StudySettings:
 
     @property
     def config(self) -> TrainingConfiguration:
-        return CONFIGURATIONS[self.configuration]
+        config = CONFIGURATIONS[self.configuration]
+        return replace(config, updates=self.updates) if self.updates else config
 
     @property
     def interval(self) -> int:
@@ -103,7 +107,7 @@ class ArmSeedResult:
     final_scores: Dict  # diagnostics.validation.ValidationScores: every kind of position, both references
     train_seconds: float
     test_top1_at_mask: float  # top-1 accuracy at the <mask> positions of the test split
-    pos_probe: Dict
+    pos_probe: Optional[Dict]  # None: not probed (probe_tokens 0)
     genre_accuracy: Optional[float]
     decoder_loss: bool  # MAE-LM: the loss above is its pre-training decoder's
     evaluation_seconds: float = 0.0
@@ -119,7 +123,9 @@ def train_command(arm: StudyArm, seed: int, settings: StudySettings, save_dir: P
     keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
     return [
         sys.executable, "-m", "fairseq_cli.train", settings.data, "--user-dir", str(PACKAGE_DIR),
-        "--criterion", "masked_lm", *config.flags(), *arm.method_flags(config.encoder),
+        "--criterion", "masked_lm", *config.flags(cpu=settings.device == "cpu"), *arm.method_flags(config.encoder),
+        *(["--fp16"] if settings.device == "cuda" else []),
+        *(["--stop-time-hours", f"{settings.stop_seconds / 3600:.6f}"] if settings.stop_seconds > 0 else []),
         "--batch-size", str(max(1, config.batch_size // arm.batch_divisor)), "--batch-size-valid", str(config.batch_size),
         "--seed", str(seed),
         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--validate-interval-updates", str(settings.interval),
@@ -130,16 +136,23 @@ def train_command(arm: StudyArm, seed: int, settings: StudySettings, save_dir: P
 
 def parse_log(log: Path):
     """(train records, valid records) from a json-format fairseq log; a record
-    repeated after a resume replaces the earlier one."""
-    train, valid = {}, {}
+    repeated after a resume replaces the earlier one. The train records are
+    the ``train_inner`` ones, and the last epoch summary (``train``) where it
+    reaches past them: a run stopped by its time limit between two
+    ``train_inner`` lines is covered to its end, at its epoch's mean rate."""
+    train, valid, epochs = {}, {}, {}
     for line in log.read_text().splitlines():
-        match = re.search(r"\| (train_inner|valid) \| (\{.*\})", line)
+        match = re.search(r"\| (train_inner|train|valid) \| (\{.*\})", line)
         if match:
             record = json.loads(match.group(2))
-            if match.group(1) == "train_inner":
-                train[int(record["num_updates"])] = record
-            else:
+            if match.group(1) == "valid":
                 valid[int(record["valid_num_updates"])] = record
+            else:
+                records = train if match.group(1) == "train_inner" else epochs
+                key = "num_updates" if match.group(1) == "train_inner" else "train_num_updates"
+                records[int(record[key])] = {k.removeprefix("train_"): v for k, v in record.items()}
+    if epochs and max(epochs) > max(train, default=0):
+        train[max(epochs)] = epochs[max(epochs)]
     return [train[k] for k in sorted(train)], [valid[k] for k in sorted(valid)]
 
 
@@ -204,26 +217,32 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
 
     save_dir = out / "checkpoints"
     last = save_dir / "checkpoint_last.pt"
+    final = validation_scores(str(last), settings.data, device=settings.device)
     rescore = None
     if arm.method == "stock":
+        last_update = int(parse_log(log)[1][-1]["valid_num_updates"])
 
-        def rescore(update):
+        def rescore(update):  # an interval checkpoint, or the last (a run stopped by its time limit has no other)
+            if update == last_update:
+                return final.at_mask.loss_bits
             found = list(save_dir.glob(f"checkpoint_*_{update}.pt"))  # checkpoint_EPOCH_UPDATE.pt
-            return validation_scores(str(found[0]), settings.data).at_mask.loss_bits if found else None
+            return validation_scores(str(found[0]), settings.data, device=settings.device).at_mask.loss_bits if found else None
 
     points = curve(log, settings.interval, rescore)
-    final = validation_scores(str(last), settings.data)
-    test = validation_scores(str(last), settings.data, split="test")
-    task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
-    for split in ("train", "test"):
-        task.load_dataset(split)
+    test = validation_scores(str(last), settings.data, split="test", device=settings.device)
+    probe = None
+    if settings.probe_tokens:
+        task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
+        for split in ("train", "test"):
+            task.load_dataset(split)
+        probe = asdict(pos_probe(task, model, settings.probe_tokens, settings.probe_tokens))
     flags = arm.method_flags(settings.config.encoder)
-    notes = []
+    reached, planned = (int(points[-1]["updates"]) if points else 0), settings.config.updates
+    notes = [f"stopped by its time limit at update {reached} of {planned}"] if reached < planned else []
     return ArmSeedResult(
         arm=arm.name, seed=seed, flags=flags, curve=points, final_at_mask_bits=final.at_mask.loss_bits,
         final_scores=asdict(final), train_seconds=points[-1]["seconds"] if points else 0.0,
-        test_top1_at_mask=test.at_mask.top1,
-        pos_probe=asdict(pos_probe(task, model, settings.probe_tokens, settings.probe_tokens)),
+        test_top1_at_mask=test.at_mask.top1, pos_probe=probe,
         genre_accuracy=genre_accuracy(last, is_mae_lm(flags), seed, settings, out) if settings.genre_dir else None,
         decoder_loss=is_mae_lm(flags), notes=notes,
     )  # fmt: skip

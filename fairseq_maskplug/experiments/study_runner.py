@@ -7,11 +7,12 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..corpus.genres import write_genre_task
 from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
@@ -25,12 +26,12 @@ COST = {"fully_explored": 6.0, "mapnet": 1.3, "mapnet_reference": 1.3, "mae_lm":
         "cosine_mae_lm": 1.6, "fully_explored_mae_lm": 1.6}  # fmt: skip
 
 
-def ensure_data(data: Path, quick: bool) -> Path:
-    """The study's corpus: Brown at the study vocabulary with the POS side
-    input, prepared when missing (quick: the first 60 documents)."""
+def ensure_data(data: Path, quick: bool, vocabulary: int = STUDY_VOCABULARY) -> Path:
+    """The study's corpus: Brown at ``vocabulary`` pieces with the POS side
+    input, prepared when missing (quick: the first 60 documents, 1,000 pieces)."""
     if (data / "pos" / "dict.txt").exists():
         return data
-    vocabulary = 1000 if quick else STUDY_VOCABULARY
+    vocabulary = 1000 if quick else vocabulary
     print(f"==> preparing {data} from {PACKAGED_BROWN} ({vocabulary} pieces, POS side input)", flush=True)
     prepare_corpus(PrepareOptions(input=str(PACKAGED_BROWN), out=str(data), vocab_size=vocabulary, pos=True,
                                   max_documents=60 if quick else None, workers=2))  # fmt: skip
@@ -59,21 +60,34 @@ def progress(arm: str, seed: int, settings: StudySettings, started: float) -> st
     return f"{arm} seed {seed}: update {done}/{total}, train loss {last['loss']} bits, {elapsed:.0f} s, ETA {eta:.0f} s"
 
 
-def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int):
+def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int,
+             deadline: Optional[float] = None) -> Dict[str, List[Tuple[str, int]]]:  # fmt: skip
     """Run the arm-seed jobs, ``parallel`` at a time, printing a progress line
-    per running job every half minute and one when each ends."""
+    per running job every half minute and one when each ends. ``deadline``
+    (a ``time.time()``): jobs still running then are stopped (with their
+    fairseq-train) and jobs not started are dropped. Returns the jobs that
+    "failed" (their log named) and those "stopped" or never started."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(PACKAGE_DIR.parent))
     settings_json = dataclasses.asdict(settings)
     total_cost = sum(COST.get(arm, 1.0) for arm, _ in jobs)
     pending, running, done_cost, study_start, last_report = list(jobs), {}, 0.0, time.time(), 0.0
+    outcome: Dict[str, List[Tuple[str, int]]] = {"failed": [], "stopped": []}
     while pending or running:
+        if deadline is not None and time.time() > deadline:
+            for (arm, seed), (process, _, log) in running.items():
+                os.killpg(process.pid, signal.SIGTERM)  # the job and its fairseq-train (one process group)
+                process.wait()
+                log.close()
+                print(f"stopped {arm} seed {seed}: the time limit was reached", flush=True)
+            outcome["stopped"] += list(running) + pending
+            break
         while pending and len(running) < parallel:
             arm, seed = pending.pop(0)
             job = json.dumps({"arm": arm, "seed": seed, "settings": settings_json})
             arm_dir(settings, arm, seed).mkdir(parents=True, exist_ok=True)
             log = open(arm_dir(settings, arm, seed) / "job.log", "a")
             process = subprocess.Popen([sys.executable, "-m", "fairseq_maskplug.experiments.study", job], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
             running[(arm, seed)] = (process, time.time(), log)
         time.sleep(2)
         for (arm, seed), (process, _, log) in list(running.items()):
@@ -82,7 +96,9 @@ def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int
             log.close()
             del running[(arm, seed)]
             if process.returncode != 0:
-                raise SystemExit(f"study: {arm} seed {seed} failed; see {log.name}")
+                print(f"failed {arm} seed {seed} (exit {process.returncode}); see {log.name}", flush=True)
+                outcome["failed"].append((arm, seed))
+                continue
             done_cost += COST.get(arm, 1.0)
             result = json.loads((arm_dir(settings, arm, seed) / "result.json").read_text())
             elapsed = time.time() - study_start
@@ -96,6 +112,7 @@ def run_jobs(jobs: List[Tuple[str, int]], settings: StudySettings, parallel: int
             last_report = time.time()
             for (arm, seed), (_, started, _) in running.items():
                 print("  " + progress(arm, seed, settings, started), flush=True)
+    return outcome
 
 
 def mechanisms(settings: StudySettings, out: Path) -> Dict[str, dict]:
@@ -220,6 +237,9 @@ def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel
           f"{skipped} done already, " + ("report only" if report_only else f"{len(jobs)} to run, {parallel} at a time"),
           flush=True)  # fmt: skip
     if not report_only:
-        run_jobs(jobs, settings, parallel)
+        failed = run_jobs(jobs, settings, parallel)["failed"]
+        if failed:
+            raise SystemExit("study: " + ", ".join(f"{arm} seed {seed}" for arm, seed in failed) + " failed; see their "
+                             f"job.log under {out / 'runs'}")  # fmt: skip
     found = mechanisms(settings, out) if with_mechanisms else {}
     return report(settings, out, genre_majority, found)
