@@ -34,6 +34,8 @@ class EncoderSize:
 ENCODERS: Dict[str, EncoderSize] = {
     "tiny": EncoderSize(layers=2, dim=64, ffn=128, heads=2, decoder_layers=1),
     "small": EncoderSize(layers=4, dim=256, ffn=1024, heads=4, decoder_layers=4),
+    # the shared small-scale protocol of SPEC.md section 5 (about BERT-medium); its MAE-LM decoder scaled from 4/12
+    "medium": EncoderSize(layers=6, dim=512, ffn=2048, heads=8, decoder_layers=2),
     "base": EncoderSize(layers=12, dim=768, ffn=3072, heads=12, decoder_layers=4),
 }
 
@@ -101,8 +103,20 @@ STUDY_QUICK = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=16, batc
 FIRST_STUDY_VOCABULARY = 4000
 FIRST_STUDY = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=64, batch_size=16, updates=6000,
                                     optimizer=OptimizerRecipe(lr=3e-3))  # fmt: skip
+# the GPU study kit's (docs/gpu.md, "The GPU study kit"): the medium encoder (23 M parameters with the
+# 8,000-piece vocabulary, about 170 times the study's) on 128-piece blocks, 64 per update, fp16, lr 1e-3;
+# its seven arms train side by side on one GPU. Sized from the H100's measured 63 ms per update of RoBERTa
+# base at 16 x 128 (launch-bound: 62 ms at 8), an estimate until a lent GPU measures it: 2,000 updates each
+# in about 3.5 minutes of training, seven at once
+GPU_STUDY_VOCABULARY = 8000
+GPU_STUDY = TrainingConfiguration(ENCODERS["medium"], tokens_per_sample=128, batch_size=64, updates=2000,
+                                  optimizer=OptimizerRecipe(lr=1e-3, warmup_percent=6))  # fmt: skip
+# the kit's machinery on the CPU in seconds (the tests)
+GPU_STUDY_QUICK = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=16, batch_size=8, updates=8,
+                                        optimizer=OptimizerRecipe(lr=3e-3))  # fmt: skip
 CONFIGURATIONS: Dict[str, TrainingConfiguration] = {
     "tiny": TINY, "study": STUDY, "study_quick": STUDY_QUICK, "first_study": FIRST_STUDY,
+    "gpu_study": GPU_STUDY, "gpu_study_quick": GPU_STUDY_QUICK,
 }  # fmt: skip
 
 # method -> the fairseq-train flags that select it (on top of a configuration's;
