@@ -5,6 +5,7 @@ import dataclasses
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,23 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return path
 
 
+def tensorboard_tags(logdir) -> set:
+    """Every scalar tag in the TensorBoard event files under ``logdir``
+    (TFRecord: length, its CRC, an Event protobuf, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in Path(logdir).rglob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])
+            tags |= {value.tag for value in event.summary.value}
+            offset += 12 + length + 4
+    return tags
+
+
 def checkpoint_state(path) -> Dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
@@ -234,6 +252,6 @@ def max_param_difference(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor])
 
 def logged_values(output: str, key: str, kind: str = "train_inner") -> List[float]:
     """Values of ``key=`` in fairseq's simple-format ``kind`` log lines (with
-    fairseq's log format or Python's default one)."""
-    pattern = re.compile(rf"(?:\| {kind} \||INFO:{kind}:).*?\b{key}=([-\d.e+inf]+)")
+    fairseq's log format, Python's default one or pytest's ``caplog.text``)."""
+    pattern = re.compile(rf"(?:\| {kind} \||INFO:{kind}:|INFO +{kind}:\S+ ).*?\b{key}=([-\d.e+inf]+)")
     return [float(m.group(1)) for m in pattern.finditer(output)]

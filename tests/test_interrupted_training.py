@@ -5,6 +5,7 @@ parameters, proposal network, optimizer moments, learning-rate schedule, data
 iterator and running POS losses. A checkpoint trained with other masking
 options is refused before any update, unless the user resets."""
 
+import logging
 import re
 import shutil
 import signal
@@ -20,9 +21,9 @@ from harness import (
     checkpoint_state,
     kill_at_update_preamble,
     start_fairseq_train,
+    tensorboard_tags,
     train_args,
     train_in_process,
-    train_subprocess,
 )
 
 UPDATES, SAVE_EVERY, KILL_AT = 12, 4, 10  # killed after update 10: updates 9 and 10 are lost
@@ -65,17 +66,33 @@ def training_state(path):
     }
 
 
+# method -> the TensorBoard tags only that method logs (besides fairseq's own and mask_ratio)
+SIGNATURE_TAGS = {
+    "masked_lm_plus": set(),
+    "fully_explored": set(),
+    "time_variant_pos": {"mask_ratio_scheduled", "pos_ema_NOUN", "pos_loss_NOUN", "pos_share_NOUN", "pos_base_NOUN"},
+    "mapnet": {"mlm_loss", "mapnet_loss", "mapnet_entropy", "mapnet_ess", "mapnet_corr", "mapnet_max_weight", "mapnet_clip"},
+    "mae_lm": set(),
+}
+
+
 @pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
-def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown_pos_data, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown_pos_data, tmp_path, caplog):
+    """Also: fairseq's --tensorboard-logdir works for every method (on the
+    uninterrupted run, a process of its own: fairseq keeps one writer per
+    tag for the process's life and closes them at exit) and its event files
+    hold the plugin's metrics."""
     data = brown_pos_data if method in POS_METHODS else brown_data
-    straight = start_fairseq_train(method_args(method, data, tmp_path / "straight"))
+    logdir = tmp_path / "tensorboard"
+    straight = start_fairseq_train(method_args(method, data, tmp_path / "straight") + ["--tensorboard-logdir", str(logdir)])
     killed = start_fairseq_train(method_args(method, data, tmp_path / "killed"), kill_at_update_preamble(KILL_AT))
     killed_output = killed.communicate(timeout=300)[0]
     assert killed.returncode == -signal.SIGKILL, killed_output[-3000:]
     assert training_state(tmp_path / "killed" / "checkpoint_last.pt")["num_updates"] == 8
 
-    resumed = train_subprocess(method_args(method, data, tmp_path / "killed"))
-    assert "(epoch 1 @ 8 updates)" in resumed.stdout + resumed.stderr
+    caplog.set_level(logging.INFO)
+    train_in_process(method_args(method, data, tmp_path / "killed"))  # the same command again, in this process
+    assert "(epoch 1 @ 8 updates)" in caplog.text
     straight_output = straight.communicate(timeout=300)[0]
     assert straight.returncode == 0, straight_output[-3000:]
 
@@ -86,6 +103,10 @@ def test_killed_run_resumes_to_the_uninterrupted_state(method, brown_data, brown
     if method == "mapnet":
         assert uninterrupted["task_state"]["mapnet_proposal"]["optimizer"]["state"], "the proposal and its Adam are saved"
     assert_identical(training_state(tmp_path / "killed" / "checkpoint_last.pt"), uninterrupted, method)
+
+    tags = tensorboard_tags(logdir / "train_inner") | tensorboard_tags(logdir / "train")
+    assert {"loss", "mask_ratio"} | SIGNATURE_TAGS[method] <= tags, sorted(tags)
+    assert "mask_ratio" in tensorboard_tags(logdir / "valid")
 
 
 # ---------------------------------------------------------------- refusals

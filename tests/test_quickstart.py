@@ -11,12 +11,12 @@ import pytest
 
 from fairseq_maskplug.experiments.configurations import STUDY
 from fairseq_maskplug.experiments.quickstart import summary
-from harness import BROWN_ZIP, CHILD_ENV, train_args, train_subprocess
+from harness import BROWN_ZIP, CHILD_ENV, train_args, train_in_process
 
 
 def test_summary_shows_the_masked_position_loss_and_windowed_guesses(brown_data, tmp_path):
     blocks = ["--tokens-per-sample", str(STUDY.tokens_per_sample), "--max-positions", str(STUDY.tokens_per_sample)]
-    train_subprocess(train_args(brown_data, tmp_path / "ckpt", updates=10, extra=blocks))
+    train_in_process(train_args(brown_data, tmp_path / "ckpt", updates=10, extra=blocks))
     text = summary(tmp_path / "ckpt", tmp_path / "train.log", brown_data, sentences=3)
     assert "| input is `<mask>` |" in text and "reference at `<mask>`: train unigram" in text
     assert "the model: loss at <mask>" in text and "below the train unigram" in text
