@@ -32,9 +32,12 @@ if ! "$PYTHON" -c 'import fairseq' 2>/dev/null; then
         echo "gpu_session.sh: fairseq is not importable by $PYTHON and $WHEELS holds no wheels (scripts/offline_wheels.sh makes them)" >&2
         exit 2
     fi
-    site=/tmp/maskplug-site
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$WHEELS"/*.whl || exit 1
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    # into the interpreter's own environment: the scripts' child processes set PYTHONPATH to the repository
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-cache-dir "$WHEELS"/*.whl || exit 1
+fi
+if ! "$PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+    echo "gpu_session.sh: no CUDA device is visible to $PYTHON; nothing was run." >&2
+    exit 3
 fi
 echo "==> $("$PYTHON" -c 'import torch, fairseq; print(torch.cuda.get_device_name(0), "| torch", torch.__version__, "| fairseq", fairseq.__version__)')"
 

@@ -6,7 +6,11 @@ stops what still runs; a budget too short is refused before anything is written.
 import json
 import math
 import subprocess
+import sys
 import time
+
+import pytest
+import torch
 
 from fairseq_maskplug.experiments.study import StudySettings, arm_dir
 from fairseq_maskplug.experiments.study_runner import run_jobs
@@ -65,3 +69,14 @@ def test_a_budget_too_short_is_refused_before_anything_is_written(tmp_path):
     assert result.returncode != 0
     assert "--budget 20: starting and scoring the arms take 20 s" in result.stderr and "give at least 25 s" in result.stderr
     assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_the_gpu_session_says_plainly_when_there_is_no_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: scripts/gpu_session.sh would run for real")
+    session = ["bash", str(REPO_ROOT / "scripts" / "gpu_session.sh")]
+    env = dict(CHILD_ENV, PYTHON=sys.executable)  # the suite's Python: it holds fairseq
+    result = subprocess.run(session + [str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and "no CUDA device is visible" in result.stderr and "nothing was run" in result.stderr
+    usage = subprocess.run(session, env=CHILD_ENV, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "bash scripts/gpu_session.sh OUT [--wheels DIR]" in usage.stderr
