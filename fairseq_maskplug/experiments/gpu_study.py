@@ -56,7 +56,6 @@ class KitPlan:
     updates: int
     train_seconds: float
     deadline: float
-    budget_seconds: float
 
 
 MIN_TRAIN_SECONDS = 5.0
@@ -76,7 +75,7 @@ def plan(budget: float, started: float, quick: bool, updates: Optional[int]) -> 
             f" and {spent:.0f} s are spent already (preparing the data); give at least "
             f"{spent + allowance['startup'] + allowance['scoring'] + MIN_TRAIN_SECONDS:.0f} s"
         )
-    return KitPlan(name, updates or CONFIGURATIONS[name].updates, train_seconds, started + budget + GRACE_SECONDS, budget)
+    return KitPlan(name, updates or CONFIGURATIONS[name].updates, train_seconds, started + budget + GRACE_SECONDS)
 
 
 def arm_row(seeds: List[dict], random: List[dict]) -> Dict:
