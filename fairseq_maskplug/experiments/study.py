@@ -217,7 +217,8 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
 
     save_dir = out / "checkpoints"
     last = save_dir / "checkpoint_last.pt"
-    final = validation_scores(str(last), settings.data, device=settings.device)
+    loaded = load_for_masking(str(last), settings.data)  # scored on valid and test without loading it twice
+    final = validation_scores(str(last), settings.data, loaded=loaded, device=settings.device)
     rescore = None
     if arm.method == "stock":
         last_update = int(parse_log(log)[1][-1]["valid_num_updates"])
@@ -229,7 +230,7 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
             return validation_scores(str(found[0]), settings.data, device=settings.device).at_mask.loss_bits if found else None
 
     points = curve(log, settings.interval, rescore)
-    test = validation_scores(str(last), settings.data, split="test", device=settings.device)
+    test = validation_scores(str(last), settings.data, split="test", loaded=loaded, device=settings.device)
     probe = None
     if settings.probe_tokens:
         task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
