@@ -23,17 +23,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-    build="$("$PYTHON" -c 'import torch; print(torch.__version__, "CUDA build" if torch.version.cuda else "CPU-only build")' 2>/dev/null || echo "no torch")"
-    echo "gpu_check.sh: no CUDA device is visible to $PYTHON (torch: $build)." >&2
-    echo "It needs a machine with an NVIDIA GPU and a CUDA build of torch (README, section GPU); nothing was run." >&2
-    exit 3
-fi
+# shellcheck source=scripts/gpu_python.sh
+source scripts/gpu_python.sh
+require_cuda gpu_check.sh "It needs a machine with an NVIDIA GPU and a CUDA build of torch (docs/gpu.md)."
 
 OUT=runs/gpu_check
 mkdir -p "$OUT" docs

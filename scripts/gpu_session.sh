@@ -24,7 +24,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 mkdir -p "$OUT"
-export PYTHON="${PYTHON:-python3}" PYTHONUNBUFFERED=1
+# shellcheck source=scripts/gpu_python.sh
+source scripts/gpu_python.sh
 started=$(date +%s)
 
 if ! "$PYTHON" -c 'import fairseq' 2>/dev/null; then
@@ -35,10 +36,7 @@ if ! "$PYTHON" -c 'import fairseq' 2>/dev/null; then
     # into the interpreter's own environment: the scripts' child processes set PYTHONPATH to the repository
     "$PYTHON" -m pip install -q --no-index --no-deps --no-cache-dir "$WHEELS"/*.whl || exit 1
 fi
-if ! "$PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
-    echo "gpu_session.sh: no CUDA device is visible to $PYTHON; nothing was run." >&2
-    exit 3
-fi
+require_cuda gpu_session.sh ""
 echo "==> $("$PYTHON" -c 'import torch, fairseq; print(torch.cuda.get_device_name(0), "| torch", torch.__version__, "| fairseq", fairseq.__version__)')"
 
 timeout "$CHECK_SECONDS" bash scripts/gpu_check.sh --quick > "$OUT/gpu_check.log" 2>&1

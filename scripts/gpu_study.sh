@@ -18,16 +18,10 @@ for arg in "$@"; do
         -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     esac
 done
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-if [ -z "$QUICK" ] && ! "$PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-    echo "gpu_study.sh: no CUDA device is visible to $PYTHON; nothing was run (--quick runs the machinery on the CPU)." >&2
-    exit 3
-fi
+# shellcheck source=scripts/gpu_python.sh
+source scripts/gpu_python.sh
 if [ -n "$QUICK" ]; then
     exec "$PYTHON" -m fairseq_maskplug.experiments.gpu_study --out runs/gpu_study_quick --data runs/gpu_study_quick_data "$@"
 fi
+require_cuda gpu_study.sh "(--quick runs the machinery on the CPU)"
 exec "$PYTHON" -m fairseq_maskplug.experiments.gpu_study --publish "$@"
