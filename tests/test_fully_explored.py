@@ -2,6 +2,7 @@
 short-sequence rule, the dataset form, and training under fp16 (resume and
 data-parallel: test_interrupted_training, test_data_parallel)."""
 
+import logging
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from test_masking import PAD, draws_for, make_batch, make_masker, word_start_tab
 from test_task_masking import batches
 
 from fairseq_maskplug.masking import FullyExploredOptions, FullyExploredUnits
-from harness import TOKENS_PER_SAMPLE, logged_values, train_args, train_subprocess
+from harness import TOKENS_PER_SAMPLE, logged_values, train_args, train_in_process
 
 
 def fully_explored_masks(masker, tokens, draws, options):
@@ -156,9 +157,8 @@ def fe_args(data, save_dir, **kwargs):
     return train_args(data, save_dir, task="fully_explored_masked_lm", **kwargs)
 
 
-def test_fully_explored_trains_under_memory_efficient_fp16(brown_data, tmp_path):
-    result = train_subprocess(
-        fe_args(brown_data, tmp_path / "fp16", updates=6, batch_size=4, extra=["--memory-efficient-fp16"])
-    )
-    losses = logged_values(result.stdout + result.stderr, "loss")
+def test_fully_explored_trains_under_memory_efficient_fp16(brown_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    train_in_process(fe_args(brown_data, tmp_path / "fp16", updates=6, batch_size=4, extra=["--memory-efficient-fp16"]))
+    losses = logged_values(caplog.text, "loss")
     assert losses and all(math.isfinite(x) for x in losses)

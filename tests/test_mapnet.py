@@ -7,6 +7,7 @@ resume in test_interrupted_training; bad input in test_bad_input)."""
 
 import itertools
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from fairseq_maskplug.masking.importance import (
     proposal_distribution,
 )
 from fairseq_maskplug.masking.proposal_objectives import logit_gradient_norm, per_unit_totals, regression_loss
+from fairseq_maskplug.modules.mask_proposal import MaskProposalNetwork
 from harness import (
     CHILD_ENV,
     REPO_ROOT,
@@ -36,7 +38,7 @@ from harness import (
     max_param_difference,
     train_args,
     train_data_parallel,
-    train_subprocess,
+    train_in_process,
 )
 
 PROPOSAL = torch.tensor([0.5, 0.2, 0.1, 0.1, 0.1], dtype=torch.float64)  # over 5 units
@@ -379,26 +381,29 @@ def proposal_state(path):
     return checkpoint_state(path)["task_state"]["mapnet_proposal"]["network"]
 
 
-def test_proposal_network_learns_and_its_diagnostics_are_logged(brown_data, tmp_path):
+def test_proposal_network_learns_and_its_diagnostics_are_logged(brown_data, tmp_path, caplog):
     """Its parameters are in the checkpoint's task state (not the model's,
     not the criterion's), all change between updates 5 and 10; the log shows
     the effective sample size, the largest weight (≤ 1/α = 2), the entropy
     against the uniform proposal's, and the share of its clipped updates."""
     save = tmp_path / "mapnet"
-    output = train_subprocess(
+    caplog.set_level(logging.INFO)
+    train_in_process(
         mapnet_args(brown_data, save, updates=10, extra=["--save-interval-updates", "5", "--keep-interval-updates", "-1"])
     )
-    log = output.stdout + output.stderr
+    log = caplog.text
     at5, at10 = proposal_state(save / "checkpoint_1_5.pt"), proposal_state(save / "checkpoint_1_10.pt")
     assert at5.keys() == at10.keys() and any(k.startswith("layers") for k in at5)
     changed = [k for k in at5 if not torch.equal(at5[k], at10[k])]
     assert len(changed) == len(at5), sorted(set(at5) - set(changed))
     state = checkpoint_state(save / "checkpoint_1_10.pt")
     assert not any("proposal" in k for k in state["model"]) and not state.get("criterion")
-    assert all(0 < v <= 2.0 for v in logged_values(log, "mapnet_max_weight"))
-    assert all(0.5 <= v <= 1.0 for v in logged_values(log, "mapnet_ess"))
-    assert all(0 < v <= 1.0 for v in logged_values(log, "mapnet_entropy"))
-    assert all(v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) for v in logged_values(log, "mapnet_clip"))
+    logged = {key: logged_values(log, f"mapnet_{key}") for key in ("max_weight", "ess", "entropy", "clip")}
+    assert all(len(values) == 2 for values in logged.values()), logged  # updates 5 and 10 (--log-interval 5)
+    assert all(0 < v <= 2.0 for v in logged["max_weight"])
+    assert all(0.5 <= v <= 1.0 for v in logged["ess"])
+    assert all(0 < v <= 1.0 for v in logged["entropy"])
+    assert all(v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) for v in logged["clip"])
     # the variance measurement's mapnet strategy reads the trained proposal back
     out = tmp_path / "variance.json"
     command = [
@@ -431,7 +436,7 @@ def test_proposal_parameters_agree_across_two_gloo_ranks(brown_data, tmp_path):
 
 
 @pytest.mark.parametrize("weights", ["inclusion", "exact_ordered"])
-def test_memory_efficient_fp16_with_extreme_proposals_stays_finite(brown_data, tmp_path, weights):
+def test_memory_efficient_fp16_with_extreme_proposals_stays_finite(brown_data, tmp_path, weights, monkeypatch, caplog):
     """The proposal's output layer scaled 30x: q_θ is nearly one-hot, yet
     losses and parameters stay finite (weights are float32 from detached q,
     the proposal runs in float32). With the default mixture no weight
@@ -439,20 +444,21 @@ def test_memory_efficient_fp16_with_extreme_proposals_stays_finite(brown_data, t
     give an effective sample size below half. A small initial loss scale
     keeps the first steps from overflowing: fairseq's fp16 overflow handler
     calls .cuda() and so crashes on a CPU (on a GPU it skips the step)."""
-    preamble = (
-        "from fairseq_maskplug.modules import mask_proposal as _p\n"
-        "_init = _p.MaskProposalNetwork.__init__\n"
-        "def _extreme(self, *a, **k):\n"
-        "    _init(self, *a, **k)\n"
-        "    self.output.weight.data.mul_(30.0)\n"
-        "_p.MaskProposalNetwork.__init__ = _extreme\n"
-    )
+    init = MaskProposalNetwork.__init__
+
+    def extreme(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.output.weight.data.mul_(30.0)
+
+    monkeypatch.setattr(MaskProposalNetwork, "__init__", extreme)
     flags = ["--memory-efficient-fp16", "--fp16-init-scale", "4", "--mapnet-weights", weights]
     if weights == "exact_ordered":
         flags += ["--mapnet-objective", "reinforce", "--mapnet-uniform-share", "0", "--mapnet-proposal-floor", "1e-4"]
-    result = train_subprocess(mapnet_args(brown_data, tmp_path / "fp16", updates=10, extra=flags), preamble=preamble)
-    output = result.stdout + result.stderr
-    assert all(math.isfinite(x) for x in logged_values(output, "loss"))
+    caplog.set_level(logging.INFO)
+    train_in_process(mapnet_args(brown_data, tmp_path / "fp16", updates=10, extra=flags))
+    output = caplog.text
+    losses = logged_values(output, "loss")
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     if weights == "inclusion":
         assert max(logged_values(output, "mapnet_max_weight")) <= 2.0
     else:

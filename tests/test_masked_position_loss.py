@@ -9,6 +9,7 @@ pair-copy task) scores near 0 bits at ``<mask>``. fairseq's validation log
 carries the figures, and diagnostics.validation returns the same ones.
 """
 
+import logging
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ from fairseq_maskplug.diagnostics.context_references import NeighbourCounts
 from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
 from fairseq_maskplug.diagnostics.validation import validation_scores
 from fairseq_maskplug.tasks.position_kinds import KINDS, kind_logging_output, unigram_losses
-from harness import train_args, train_subprocess
+from harness import train_args, train_in_process
 
 
 class FixedLogits(torch.nn.Module):
@@ -41,11 +42,12 @@ class FixedLogits(torch.nn.Module):
 
 
 def valid_log_values(output: str, key: str):
-    """Values of ``key`` in fairseq's simple-format validation lines (``| key value |``)."""
+    """Values of ``key`` in fairseq's simple-format validation lines (``| key value |``),
+    from its console or from pytest's ``caplog.text``."""
     return [
         float(line.split(f"| {key} ")[1].split()[0])
         for line in output.splitlines()
-        if "| valid |" in line and f"| {key} " in line
+        if "| valid on 'valid' subset |" in line and f"| {key} " in line
     ]
 
 
@@ -129,10 +131,10 @@ def test_neighbour_counts_leave_one_out_and_back_off():
     assert held_out[0] < seen[0] - 1
 
 
-def test_valid_log_and_diagnostics_carry_the_masked_position_loss(brown_data, tmp_path):
-    args = train_args(brown_data, tmp_path / "ckpt", updates=12, extra=["--best-checkpoint-metric", "loss_at_mask"])
-    run = train_subprocess(args)
-    output = run.stdout + run.stderr
+def test_valid_log_and_diagnostics_carry_the_masked_position_loss(brown_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    train_in_process(train_args(brown_data, tmp_path / "ckpt", updates=12, extra=["--best-checkpoint-metric", "loss_at_mask"]))
+    output = caplog.text
     for key in ("loss_at_mask", "unigram_at_mask", "acc_at_mask", "loss_at_unchanged", "loss_at_random"):
         assert len(valid_log_values(output, key)) == 1, key
     scores = validation_scores(str(tmp_path / "ckpt" / "checkpoint_best.pt"), str(brown_data))
