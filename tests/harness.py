@@ -1,13 +1,18 @@
 """Shared test machinery: tiny models, in-process and multi-process fairseq-train,
 checkpoint comparison. Reused by every method's tests."""
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import re
+import runpy
 import socket
 import struct
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -75,14 +80,72 @@ POS_METHODS = {"time_variant_pos"}
 
 
 def train_in_process(args: Sequence[str]):
-    """Run fairseq-train's main in this process (as ``fairseq-train ARGS``)."""
-    from fairseq import distributed_utils, options
+    """Run fairseq-train's main in this process (as ``fairseq-train ARGS``),
+    starting from what a new process holds: fairseq keeps the best validation
+    loss so far on ``save_checkpoint`` and ``should_stop_early`` (an earlier
+    run's would decide whether this one writes checkpoint_best.pt)."""
+    from fairseq import checkpoint_utils, distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train
 
+    for function, attribute in ((checkpoint_utils.save_checkpoint, "best"), (train.should_stop_early, "best"),
+                                (train.should_stop_early, "num_runs")):  # fmt: skip
+        if hasattr(function, attribute):
+            delattr(function, attribute)
     parser = options.get_training_parser()
     namespace = options.parse_args_and_arch(parser, input_args=list(args))
     distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+
+
+@dataclasses.dataclass
+class ScriptRun:
+    """What ``python scripts/NAME ARGS`` showed: its exit status and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_script(name: str, args: Sequence[str]) -> ScriptRun:
+    """``python scripts/NAME ARGS``, run in this process: see :func:`run_main`."""
+    path = str(REPO_ROOT / "scripts" / name)
+    return run_main(path, args, lambda: runpy.run_path(path, run_name="__main__"))
+
+
+def run_module(module: str, args: Sequence[str]) -> ScriptRun:
+    """``python -m MODULE ARGS``, run in this process: see :func:`run_main`."""
+    return run_main(module, args, lambda: runpy.run_module(module, run_name="__main__", alter_sys=True))
+
+
+def run_main(program: str, args: Sequence[str], run) -> ScriptRun:
+    """``run()`` (a script or module executed as ``__main__``) with ``sys.argv``
+    ``[program, *args]``, returning the exit status the interpreter would give
+    it (``sys.exit("message")``: 1, the message on stderr; an uncaught
+    exception: 1, its traceback on stderr) and what it printed; the child
+    processes it starts are its own. Saves the ~4 s a new interpreter spends
+    importing fairseq. The root logger (scripts reconfigure it) and
+    ``sys.argv`` are restored afterwards."""
+    root = logging.getLogger()
+    handlers, level, argv = root.handlers[:], root.level, sys.argv
+    stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
+    sys.argv = [program, *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                run()
+            except SystemExit as exit:
+                if isinstance(exit.code, str):
+                    print(exit.code, file=sys.stderr)
+                returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+            except Exception:
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        sys.argv = argv
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return ScriptRun(returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def fairseq_train_command(args: Sequence[str], preamble: str = "") -> List[str]:

@@ -6,8 +6,6 @@ names the option or file and what would be valid, or behaves as documented
 
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import fields
 
 import pytest
@@ -18,7 +16,7 @@ from fairseq_maskplug.errors import CorpusError
 from fairseq_maskplug.experiments.configurations import method_flags
 from fairseq_maskplug.models.mae_lm import DECODER_OPTIONS
 from fairseq_maskplug.tasks.config import MaskedLMPlusConfig
-from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
+from harness import run_script, train_args, train_in_process
 
 MAPNET = method_flags("mapnet")
 MAE = method_flags("mae_lm")
@@ -448,11 +446,11 @@ def test_prepared_output_is_not_replaced_without_force(brown_data, tmp_path):
     shutil.copytree(brown_data, out)
     before = (out / "train.bin").read_bytes()
     corpus = _write(tmp_path / "corpus.txt", ("Some text here.\nMore text.\n\n" * 30).encode())
-    script = [sys.executable, str(REPO_ROOT / "scripts" / "prepare_corpus.py"), "--input", str(corpus), "--out", str(out)]
-    result = subprocess.run(script, env=CHILD_ENV, capture_output=True, text=True)
+    script = ["--input", corpus, "--out", out]
+    result = run_script("prepare_corpus.py", script)
     assert result.returncode != 0
     assert "already holds a prepared corpus" in result.stderr and "--force" in result.stderr
     assert (out / "train.bin").read_bytes() == before
-    result = subprocess.run(script + ["--force", "--vocab-size", "60"], env=CHILD_ENV, capture_output=True, text=True)
+    result = run_script("prepare_corpus.py", script + ["--force", "--vocab-size", "60"])
     assert result.returncode == 0, result.stderr
     assert (out / "train.bin").read_bytes() != before

@@ -4,14 +4,13 @@ timings themselves are not asserted: they belong to the benchmark)."""
 import json
 import math
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from fairseq_maskplug.diagnostics.masking_cost import MaskingCost
 from fairseq_maskplug.experiments.flops import Stack, mae_lm_training_flops, roberta_training_flops
-from harness import CHILD_ENV, REPO_ROOT
+from harness import CHILD_ENV, REPO_ROOT, run_script
 
 
 def test_mae_lm_without_decoder_and_with_every_token_visible_costs_what_roberta_costs():
@@ -27,29 +26,9 @@ def test_mae_lm_without_decoder_and_with_every_token_visible_costs_what_roberta_
 
 def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "benchmark.py"),
-            "--data",
-            str(brown_pos_data),
-            "--quick",
-            "--encoder",
-            "tiny",
-            "--tokens-per-sample",
-            "64",
-            "--arms",
-            "fully_explored,mae_lm",
-            "--json",
-            str(out),
-            "--masking-sequences",
-            "64",
-        ],
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script("benchmark.py", ["--data", brown_pos_data, "--quick", "--encoder", "tiny", "--tokens-per-sample",
+                                         "64", "--arms", "fully_explored,mae_lm", "--json", out,
+                                         "--masking-sequences", "64"])  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert list(report["arms"]) == ["stock", "fully_explored", "mae_lm", "stock@8", "mae_lm@8"]  # + the FLOP check
@@ -68,9 +47,9 @@ def test_benchmark_script_quick_run(brown_pos_data, tmp_path):
 
 def test_masking_only_writes_the_masking_cost_and_its_fixed_and_per_sequence_parts(brown_pos_data, tmp_path):
     out = tmp_path / "cost.json"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--data", str(brown_pos_data), "--masking-only",
-               "--masking-sequences", "64", "--json", str(out)]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    result = run_script(
+        "benchmark.py", ["--data", brown_pos_data, "--masking-only", "--masking-sequences", "64", "--json", out]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cost = json.loads(out.read_text())["masking_cost"]
     assert set(cost) >= {"stock_seconds", "seconds_by_batch", "fixed_seconds_per_batch", "seconds_per_sequence"}
@@ -86,12 +65,7 @@ def test_the_per_batch_line_recovers_a_fixed_and_a_per_sequence_cost():
 
 
 def test_benchmark_script_refuses_unknown_arms(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--arms", "spans"],
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-    )
+    result = run_script("benchmark.py", ["--arms", "spans"])
     assert result.returncode != 0 and "--arms: unknown spans; valid: stock, random" in result.stderr
 
 

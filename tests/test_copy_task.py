@@ -4,13 +4,11 @@ both kinds of model and refuses malformed model specs."""
 
 import json
 import math
-import subprocess
-import sys
 
 import torch
 
 from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, pair_batch
-from harness import CHILD_ENV, REPO_ROOT
+from harness import run_script
 
 
 def test_every_masked_word_has_an_unmasked_equal_partner():
@@ -29,9 +27,7 @@ def test_every_masked_word_has_an_unmasked_equal_partner():
 
 def test_quick_run_reports_each_model(tmp_path):
     out = tmp_path / "copy.json"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "copy_task.py"), "--quick", "--words", "32",
-               "--models", "roberta:1:0,mae_lm:2:1", "--json", str(out)]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    result = run_script("copy_task.py", ["--quick", "--words", "32", "--models", "roberta:1:0,mae_lm:2:1", "--json", out])
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(out.read_text())["results"]
     assert [r["model"] for r in found] == ["roberta, 1-layer encoder", "mae_lm (decoder 1), 2-layer encoder"]
@@ -41,7 +37,6 @@ def test_quick_run_reports_each_model(tmp_path):
 
 
 def test_malformed_model_spec_is_refused_by_name():
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "copy_task.py"), "--quick", "--models", "bert:2"]
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=120)
+    result = run_script("copy_task.py", ["--quick", "--models", "bert:2"])
     assert result.returncode != 0
     assert "--models: 'bert:2' is not KIND:ENCODER_LAYERS:DECODER_LAYERS" in result.stderr

@@ -14,9 +14,10 @@ import torch
 
 from fairseq_maskplug.experiments.study import StudySettings, arm_dir
 from fairseq_maskplug.experiments.study_runner import run_jobs
-from harness import CHILD_ENV, REPO_ROOT
+from harness import CHILD_ENV, REPO_ROOT, run_module
 
 KIT = ["bash", str(REPO_ROOT / "scripts" / "gpu_study.sh"), "--quick"]
+KIT_MODULE = "fairseq_maskplug.experiments.gpu_study"  # what gpu_study.sh runs (reruns and refusals: in process)
 
 
 def test_quick_kit_stops_each_arm_at_its_time_limit_and_scores_what_it_reached(brown_pos_data, tmp_path):
@@ -46,7 +47,7 @@ def test_quick_kit_stops_each_arm_at_its_time_limit_and_scores_what_it_reached(b
     table = (out / "study_gpu.md").read_text()
     assert "| stock | 1 |" in table and "| mae_lm (decoder) | 1 |" in table and table in result.stdout
     # a rerun finds every arm-seed done and writes the same report
-    again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=120)
+    again = run_module(KIT_MODULE, command[2:])
     assert again.returncode == 0 and "(3 done already)" in again.stdout, again.stderr[-3000:]
     assert json.loads((out / "study_gpu.json").read_text())["arms"] == rows
 
@@ -64,8 +65,7 @@ def test_the_kit_deadline_stops_a_running_arm_and_its_fairseq_train(brown_pos_da
 
 def test_a_budget_too_short_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "kit"
-    result = subprocess.run(KIT + ["--out", str(out), "--data", str(tmp_path / "data"), "--budget", "20"], env=CHILD_ENV,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = run_module(KIT_MODULE, ["--quick", "--out", out, "--data", tmp_path / "data", "--budget", "20"])
     assert result.returncode != 0
     assert "--budget 20: starting and scoring the arms take 20 s" in result.stderr and "give at least 25 s" in result.stderr
     assert not out.exists() and not (tmp_path / "data").exists()

@@ -2,8 +2,6 @@
 case where fully-explored masking has exactly zero mask variance, and the script."""
 
 import json
-import subprocess
-import sys
 
 import torch
 from test_fully_explored import fully_explored_masks
@@ -16,7 +14,7 @@ from fairseq_maskplug.diagnostics.gradient_variance import (
     relative_variance_from_gram,
 )
 from fairseq_maskplug.masking import FullyExploredOptions
-from harness import CHILD_ENV, REPO_ROOT, train_args, train_in_process
+from harness import run_script, train_args, train_in_process
 
 
 def test_gram_formula_matches_the_direct_statistic_and_counts_mean_repeats():
@@ -108,15 +106,10 @@ def test_measure_mask_variance_script(brown_data, tmp_path):
     (nearly additive) fully-explored has lower variance than random_k."""
     save = tmp_path / "fe"
     train_in_process(train_args(brown_data, save, task="fully_explored_masked_lm", updates=60, batch_size=8))
-    script = [
-        sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
-        "--draws", "8", "--segments", "4", "--batch-size", "6", "--hamming-curve", "--pairs", "3",
-    ]  # fmt: skip
+    script = ["--data", brown_data, "--draws", "8", "--segments", "4", "--batch-size", "6", "--hamming-curve", "--pairs", "3"]
     for name, extra in (("init", []), ("trained", ["--checkpoint", str(save / "checkpoint_last.pt")])):
         out = tmp_path / f"{name}.json"
-        result = subprocess.run(
-            script + ["--json", str(out)] + extra, env=CHILD_ENV, capture_output=True, text=True, timeout=300
-        )
+        result = run_script("measure_mask_variance.py", script + ["--json", out] + extra)
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads(out.read_text())
         names = [s["strategy"] for s in report["strategies"]]

@@ -3,20 +3,15 @@ fixed standard mask, with the table, JSON and plot it promises; MAE-LM's
 decoder loss tabled and plotted apart."""
 
 import json
-import subprocess
-import sys
 
-from harness import CHILD_ENV, REPO_ROOT
+from harness import run_script
 
 
 def test_compare_methods_script(brown_data, tmp_path):
     out = tmp_path / "cmp"
-    command = [
-        sys.executable, str(REPO_ROOT / "scripts" / "compare_methods.py"), "--data", str(brown_data),
-        "--arms", "stock,random,fully_explored@2,mae_lm", "--updates", "10", "--validate-every", "5",
-        "--out", str(out),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=600)
+    args = ["--data", brown_data, "--arms", "stock,random,fully_explored@2,mae_lm", "--updates", "10",
+            "--validate-every", "5", "--out", out]  # fmt: skip
+    result = run_script("compare_methods.py", args)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     arms = json.loads((out / "curves.json").read_text())
     assert [a["arm"] for a in arms] == ["stock", "random", "fully_explored@2", "mae_lm"]
@@ -32,5 +27,5 @@ def test_compare_methods_script(brown_data, tmp_path):
 
     height, width = matplotlib.image.imread(out / "curves.png").shape[:2]
     assert (width, height) == (1650, 924)  # 3 panels wide, 2 rows: MAE-LM apart
-    again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True)
+    again = run_script("compare_methods.py", args)
     assert again.returncode != 0 and "already holds runs of stock, random, fully_explored@2, mae_lm" in again.stderr

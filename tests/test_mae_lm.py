@@ -16,7 +16,7 @@ from test_task_masking import batches
 from fairseq_maskplug.experiments.configurations import METHODS, TINY, method_flags
 from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
-from harness import CHILD_ENV, REPO_ROOT, logged_values, train_args, train_in_process
+from harness import CHILD_ENV, REPO_ROOT, logged_values, run_script, train_args, train_in_process
 
 TINY_MAE = method_flags("mae_lm")
 
@@ -187,8 +187,7 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
     save = tmp_path / "mae"
     train_in_process(mae_args(brown_data, save, updates=10))
     export = tmp_path / "export"
-    script = [sys.executable, str(REPO_ROOT / "scripts" / "export_roberta.py"), str(save / "checkpoint_last.pt"), str(export)]
-    result = subprocess.run(script, env=CHILD_ENV, capture_output=True, text=True)
+    result = run_script("export_roberta.py", [save / "checkpoint_last.pt", export])
     assert result.returncode == 0, result.stderr[-3000:]
     # stock fairseq, without the plugin: same encoder outputs as the MAE-LM encoder
     check = (
@@ -230,12 +229,10 @@ def test_effective_rank_script(brown_data, tmp_path):
     train_in_process(mae_args(brown_data, tmp_path / "mae", updates=10))
     train_in_process(train_args(brown_data, tmp_path / "roberta", updates=10))
     out = tmp_path / "rank.json"
-    command = [
-        sys.executable, str(REPO_ROOT / "scripts" / "effective_rank.py"), "--data", str(brown_data),
-        "--checkpoint", str(tmp_path / "roberta" / "checkpoint_last.pt"),
-        "--checkpoint", str(tmp_path / "mae" / "checkpoint_last.pt"), "--json", str(out), "--max-tokens", "2000",
-    ]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    checkpoints = [tmp_path / "roberta" / "checkpoint_last.pt", tmp_path / "mae" / "checkpoint_last.pt"]
+    args = ["--data", brown_data, "--checkpoint", checkpoints[0], "--checkpoint", checkpoints[1], "--json", out,
+            "--max-tokens", "2000"]  # fmt: skip
+    result = run_script("effective_rank.py", args)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     roberta, mae = report.values()
@@ -260,16 +257,6 @@ def test_export_of_an_encoder_with_fewer_positions_than_the_check_batch(brown_da
 
 def test_export_refuses_a_roberta_checkpoint(brown_data, tmp_path):
     train_in_process(train_args(brown_data, tmp_path / "roberta", updates=2))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "export_roberta.py"),
-            str(tmp_path / "roberta" / "checkpoint_last.pt"),
-            str(tmp_path / "out"),
-        ],
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-    )
+    result = run_script("export_roberta.py", [tmp_path / "roberta" / "checkpoint_last.pt", tmp_path / "out"])
     assert result.returncode != 0 and "is not an MAE-LM checkpoint (model 'roberta'" in result.stderr
     assert not (tmp_path / "out").exists()

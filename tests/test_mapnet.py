@@ -9,8 +9,6 @@ import itertools
 import json
 import logging
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -29,13 +27,12 @@ from fairseq_maskplug.masking.importance import (
 from fairseq_maskplug.masking.proposal_objectives import logit_gradient_norm, per_unit_totals, regression_loss
 from fairseq_maskplug.modules.mask_proposal import MaskProposalNetwork
 from harness import (
-    CHILD_ENV,
-    REPO_ROOT,
     TOKENS_PER_SAMPLE,
     checkpoint_state,
     dump_task_state_preamble,
     logged_values,
     max_param_difference,
+    run_script,
     train_args,
     train_data_parallel,
     train_in_process,
@@ -406,12 +403,8 @@ def test_proposal_network_learns_and_its_diagnostics_are_logged(brown_data, tmp_
     assert all(v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) for v in logged["clip"])
     # the variance measurement's mapnet strategy reads the trained proposal back
     out = tmp_path / "variance.json"
-    command = [
-        sys.executable, str(REPO_ROOT / "scripts" / "measure_mask_variance.py"), "--data", str(brown_data),
-        "--checkpoint", str(save / "checkpoint_1_10.pt"), "--strategies", "random,mapnet", "--draws", "4",
-        "--batch-size", "4", "--json", str(out),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    result = run_script("measure_mask_variance.py", ["--data", brown_data, "--checkpoint", save / "checkpoint_1_10.pt",
+                        "--strategies", "random,mapnet", "--draws", "4", "--batch-size", "4", "--json", out])  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [s["strategy"] for s in report["strategies"]] == ["random", "mapnet"]

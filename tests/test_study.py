@@ -4,23 +4,21 @@ verdicts, plots), and a rerun that skips what is done."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from fairseq_maskplug.experiments.calibration import run_try
 from fairseq_maskplug.experiments.study import curve
 from fairseq_maskplug.experiments.study_report import loss_at, verdict
-from harness import CHILD_ENV, REPO_ROOT
+from harness import run_script
 
 
 @pytest.fixture(scope="module")
 def quick_study(brown_pos_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "out"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "study.py"), "--quick", "--data", str(brown_pos_data),
-               "--out", str(out), "--arms", "random,cosine", "--seeds", "1", "--jobs", "2", "--no-mechanisms"]  # fmt: skip
-    first = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=600)
+    command = ["--quick", "--data", str(brown_pos_data), "--out", str(out), "--arms", "random,cosine", "--seeds", "1",
+               "--jobs", "2", "--no-mechanisms"]  # fmt: skip
+    first = run_script("study.py", command)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return out, command, first.stdout
 
@@ -51,7 +49,7 @@ def check_quick_study_writes_every_output(quick_study):
 
 def check_a_rerun_skips_finished_arm_seeds(quick_study):
     out, command, _ = quick_study
-    again = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    again = run_script("study.py", command)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 done already, 0 to run" in again.stdout
 
@@ -59,8 +57,7 @@ def check_a_rerun_skips_finished_arm_seeds(quick_study):
 def check_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
     out, command, _ = quick_study
     (out / "study.md").unlink()
-    result = subprocess.run(command + ["--seeds", "1,2", "--report-only"], env=CHILD_ENV, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = run_script("study.py", command + ["--seeds", "1,2", "--report-only"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 done already, report only" in result.stdout and not (out / "runs" / "random" / "seed2").exists()
     assert "| cosine | 1 |" in (out / "study.md").read_text()
@@ -68,9 +65,7 @@ def check_report_only_trains_nothing_and_reports_what_is_finished(quick_study):
 
 def test_report_only_without_a_finished_arm_seed_is_refused_before_any_work(brown_pos_data, tmp_path):
     (tmp_path / "out" / "runs" / "random").mkdir(parents=True)  # a started study, nothing finished
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "study.py"), "--quick", "--data", str(brown_pos_data),
-               "--out", str(tmp_path / "out"), "--report-only"]  # fmt: skip
-    result = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    result = run_script("study.py", ["--quick", "--data", brown_pos_data, "--out", tmp_path / "out", "--report-only"])
     assert result.returncode != 0 and "--report-only: no finished arm-seed (result.json) under" in result.stderr
     assert not (tmp_path / "out" / "genre").exists()
 
@@ -103,7 +98,7 @@ def check_a_study_continues_from_result_files_alone(quick_study, tmp_path):
         shutil.copy(result, target)
     shutil.copy(out / "study.json", moved / "study.json")
     command = command[: command.index("--out") + 1] + [str(moved)] + command[command.index("--out") + 2 :]
-    result = subprocess.run(command + ["--report-only"], env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    result = run_script("study.py", command + ["--report-only"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| cosine | 1 |" in (moved / "study.md").read_text()
     assert (
