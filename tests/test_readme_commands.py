@@ -2,15 +2,26 @@
 run as written, with tiny-model overrides appended (later flags win in both
 CLIs); the README stays a front page that links every page."""
 
+import logging
 import os
 import re
 import subprocess
 import zipfile
+from typing import List
 
 import pytest
 
 from fairseq_maskplug.experiments.configurations import METHODS, POS_METHODS, TINY, method_flags
-from harness import BROWN_ZIP, CHILD_ENV, DOCUMENTED_PAGES, REPO_ROOT, TOKENS_PER_SAMPLE, documented_block, logged_values
+from harness import (
+    BROWN_ZIP,
+    CHILD_ENV,
+    DOCUMENTED_PAGES,
+    REPO_ROOT,
+    TOKENS_PER_SAMPLE,
+    documented_block,
+    logged_values,
+    train_in_process,
+)
 
 SIZE = TINY.encoder
 TINY_FLAGS = (
@@ -32,6 +43,18 @@ def readme_command(marker: str) -> str:
     return documented_block(marker)
 
 
+def documented_argv(command: str, program: str) -> List[str]:
+    """The arguments bash passes to ``program`` when it runs ``command`` from
+    the repository root (variables, quotes and substitutions expanded by bash
+    itself), with ``program`` stubbed out; ``command`` must call it once."""
+    stub = f'{program}() {{ printf "%s\\0" "$@"; printf "\\n"; }}\n'
+    result = subprocess.run(["bash", "-c", stub + command], cwd=REPO_ROOT, env=CHILD_ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = result.stdout.split("\0\n")[:-1]
+    assert len(calls) == 1, f"{program} runs {len(calls)} times in {command!r}"
+    return calls[0].split("\0")
+
+
 def run_in_repo(command: str, tmp_path) -> str:
     env = dict(CHILD_ENV, PATH=os.path.dirname(os.sys.executable) + os.pathsep + CHILD_ENV["PATH"])
     result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -50,9 +73,11 @@ README_TRAIN_EXAMPLES = {
 
 
 @pytest.mark.parametrize("method", sorted(README_TRAIN_EXAMPLES))
-def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, method):
+def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, method, monkeypatch, caplog):
     """Each method's README example selects it with the method's own flags
-    (a preset task may stand for ``--task masked_lm_plus``) and trains."""
+    (a preset task may stand for ``--task masked_lm_plus``) and trains: the
+    arguments bash gives fairseq-train, run by fairseq-train's main in this
+    process (the console script itself runs in the quickstart's test)."""
     data = brown_pos_data if method in POS_METHODS else brown_data
     command = readme_command(README_TRAIN_EXAMPLES[method])
     flags = METHODS[method]
@@ -65,8 +90,11 @@ def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, met
     extra = " ".join(method_flags(method)[len(flags) :])  # the tiny encoder's MAE-LM decoder depth
     command = command.replace("data/brown_pos", str(data)).replace("data/brown", str(data))
     command = command.split("\npython scripts/export_roberta.py")[0]  # the MAE-LM block's second command
-    output = run_in_repo(f"{command.strip()} {TINY_FLAGS} {extra} --save-dir {tmp_path / 'ckpt'}", tmp_path)
-    assert logged_values(output, "num_updates")[-1] == 5
+    argv = documented_argv(f"{command.strip()} {TINY_FLAGS} {extra} --save-dir {tmp_path / 'ckpt'}", "fairseq-train")
+    monkeypatch.chdir(REPO_ROOT)  # --user-dir fairseq_maskplug: relative to the repository root
+    caplog.set_level(logging.INFO)
+    train_in_process(argv)
+    assert logged_values(caplog.text, "num_updates")[-1] == 5
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
