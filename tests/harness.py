@@ -81,11 +81,15 @@ POS_METHODS = {"time_variant_pos"}
 
 def train_in_process(args: Sequence[str]):
     """Run fairseq-train's main in this process (as ``fairseq-train ARGS``),
-    starting from what a new process holds: fairseq keeps the best validation
-    loss so far on ``save_checkpoint`` and ``should_stop_early`` (an earlier
-    run's would decide whether this one writes checkpoint_best.pt)."""
+    starting from what a new process holds and ending as its exit would:
+    fairseq keeps the best validation loss so far on ``save_checkpoint`` and
+    ``should_stop_early`` (an earlier run's would decide whether this one
+    writes checkpoint_best.pt), and one TensorBoard writer per tag for the
+    process's life (closed at exit; a later run's events would go to this
+    run's --tensorboard-logdir)."""
     from fairseq import checkpoint_utils, distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.logging import progress_bar
     from fairseq_cli import train
 
     for function, attribute in ((checkpoint_utils.save_checkpoint, "best"), (train.should_stop_early, "best"),
@@ -94,7 +98,11 @@ def train_in_process(args: Sequence[str]):
             delattr(function, attribute)
     parser = options.get_training_parser()
     namespace = options.parse_args_and_arch(parser, input_args=list(args))
-    distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+    try:
+        distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+    finally:
+        progress_bar._close_writers()
+        progress_bar._tensorboard_writers.clear()
 
 
 @dataclasses.dataclass
