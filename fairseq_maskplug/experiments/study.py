@@ -1,8 +1,9 @@
 """The study: every method as an arm, trained for several seeds under the
 STUDY configuration, then probed downstream. One arm-seed is one job (a
-child process, one CPU thread): it trains with ``fairseq-train`` (resuming
-from its last checkpoint if it was killed), scores the result and writes
-``result.json``; a job whose ``result.json`` exists is skipped.
+child process, one CPU thread): it trains with fairseq-train's main in its
+own process (resuming from its last checkpoint if it was killed; its console
+goes to ``train.log``), scores the result and writes ``result.json``; a job
+whose ``result.json`` exists is skipped.
 
     python -m fairseq_maskplug.experiments.study JOB_JSON   (one arm-seed; scripts/study.py runs them)
 
@@ -17,11 +18,13 @@ stock fairseq (MAE-LM through ``export_roberta``).
 """
 
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -29,6 +32,7 @@ from typing import Dict, List, Optional, Tuple
 from .configurations import CONFIGURATIONS, FE_COPIES, EncoderSize, TrainingConfiguration, is_mae_lm, method_flags
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+FAIRSEQ_TRAIN_LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"  # fairseq_cli/train.py's console
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,12 @@ def arm_dir(settings: StudySettings, arm: str, seed: int) -> Path:
     return Path(settings.out) / "runs" / arm / f"seed{seed}"
 
 
-def train_command(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path) -> List[str]:
+def train_args(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path) -> List[str]:
+    """The arm-seed's ``fairseq-train`` arguments."""
     config = settings.config
     keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
     return [
-        sys.executable, "-m", "fairseq_cli.train", settings.data, "--user-dir", str(PACKAGE_DIR),
+        settings.data, "--user-dir", str(PACKAGE_DIR),
         "--criterion", "masked_lm", *config.flags(cpu=settings.device == "cpu"), *arm.method_flags(config.encoder),
         *(["--fp16"] if settings.device == "cuda" else []),
         *(["--stop-time-hours", f"{settings.stop_seconds / 3600:.6f}"] if settings.stop_seconds > 0 else []),
@@ -198,17 +203,55 @@ def run_job(arm_name: str, seed: int, settings: StudySettings) -> ArmSeedResult:
     out = arm_dir(settings, arm_name, seed)
     out.mkdir(parents=True, exist_ok=True)
     save_dir, log = out / "checkpoints", out / "train.log"
-    command = train_command(arm, seed, settings, save_dir)
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
-    with open(log, "a") as handle:
-        code = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        raise RuntimeError(f"{arm_name} seed {seed}: fairseq-train failed ({code}); see {log}")
+    try:
+        train_logged_to(train_args(arm, seed, settings, save_dir), log)
+    except (Exception, SystemExit) as error:
+        raise RuntimeError(f"{arm_name} seed {seed}: fairseq-train failed ({error!r}); see {log}") from error
     started = time.time()
     result = evaluate(arm, seed, settings, out, log)
     result.evaluation_seconds = time.time() - started
     (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
     return result
+
+
+def train_logged_to(args: List[str], log: Path):
+    """``fairseq-train ARGS`` run by its main in this process (the job's: it
+    has fairseq imported already, a child would import it again), with its
+    console appended to ``log`` as fairseq-train writes it (its log format on
+    stdout, at INFO; :func:`parse_log` reads it), the traceback of a failure
+    included. File descriptors 1 and 2 point to ``log`` meanwhile (native
+    code's output goes there too); the root logger is restored afterwards."""
+    from fairseq import distributed_utils, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter(FAIRSEQ_TRAIN_LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    with open(log, "a") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        root.handlers[:] = [console]
+        root.setLevel(logging.INFO)
+        try:
+            namespace = options.parse_args_and_arch(options.get_training_parser(), input_args=args)
+            distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: Path) -> ArmSeedResult:
