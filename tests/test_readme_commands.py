@@ -20,6 +20,7 @@ from harness import (
     TOKENS_PER_SAMPLE,
     documented_block,
     logged_values,
+    run_module,
     train_in_process,
 )
 
@@ -231,10 +232,8 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
     # its data step again on the same --out: the prepared corpus is reused (resuming fairseq-train is
     # test_interrupted_training's)
-    again = run_in_repo(
-        f"python -m fairseq_maskplug.corpus.quickstart data {out} --corpus {corpus} --vocab-size 1000", tmp_path
-    )
-    assert "reusing the corpus prepared in" in again
+    again = run_module("fairseq_maskplug.corpus.quickstart", ["data", out, "--corpus", corpus, "--vocab-size", "1000"])
+    assert again.returncode == 0 and "reusing the corpus prepared in" in again.stdout + again.stderr, again.stderr
 
 
 def test_quickstart_rejects_unknown_options(tmp_path):
