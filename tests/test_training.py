@@ -22,25 +22,26 @@ BLOCK_APEX = (
 
 
 def test_defaults_train_no_worse_than_stock_masked_lm(brown_data, tmp_path):
-    """3 seeds of stock masked_lm and of masked_lm_plus (defaults), 150 updates
+    """3 seeds of stock masked_lm and of masked_lm_plus (defaults), 100 updates
     each in the study's blocks and batch, scored at the <mask> positions of the
     same fixed validation mask: masked_lm_plus's mean loss is no higher than
     stock's plus the spread (max - min) of the 3 stock seeds. One-sided: stock
     also masks and predicts <s> and </s> (a sixteenth of the positions of
     16-piece blocks), so it puts probability on them that the <mask> positions
     (never a special) do not need; measured here 0.05 bit above masked_lm_plus
-    (8.27 against 8.22; spread of the stock seeds 0.04)."""
+    (8.32 against 8.27; spread of the stock seeds 0.04; over seeds 1-5, every
+    stock seed above every masked_lm_plus one; at 150 updates 8.27 against 8.22)."""
     blocks = ["--tokens-per-sample", str(STUDY.tokens_per_sample), "--max-positions", str(STUDY.tokens_per_sample)]
     losses = {"masked_lm": [], "masked_lm_plus": []}
     for task in losses:
         for seed in (1, 2, 3):
             save_dir = tmp_path / f"{task}-{seed}"
-            args = train_args(brown_data, save_dir, task=task, updates=150, batch_size=STUDY.batch_size, seed=seed,
+            args = train_args(brown_data, save_dir, task=task, updates=100, batch_size=STUDY.batch_size, seed=seed,
                               extra=blocks)  # fmt: skip
             train_in_process(args)
             losses[task].append(validation_scores(str(save_dir / "checkpoint_last.pt"), str(brown_data)).at_mask.loss_bits)
     stock, plus = losses["masked_lm"], losses["masked_lm_plus"]
-    print(f"loss at <mask> (bits), fixed standard mask, 150 updates: {losses}")  # shown with pytest -s
+    print(f"loss at <mask> (bits), fixed standard mask, 100 updates: {losses}")  # shown with pytest -s
     spread = max(stock) - min(stock)
     assert all(math.isfinite(x) for x in stock + plus)
     assert statistics.mean(plus) <= statistics.mean(stock) + spread, losses
