@@ -28,7 +28,8 @@ mkdir -p "$OUT"
 source scripts/gpu_python.sh
 started=$(date +%s)
 
-if ! "$PYTHON" -c 'import fairseq' 2>/dev/null; then
+# find_spec: installed or not, without the seconds an import of fairseq takes
+if ! "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("fairseq") is None)'; then
     if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
         echo "gpu_session.sh: fairseq is not importable by $PYTHON and $WHEELS holds no wheels (scripts/offline_wheels.sh makes them)" >&2
         exit 2
