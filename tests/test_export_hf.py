@@ -12,7 +12,7 @@ import torch
 
 from fairseq_maskplug.errors import ExportError
 from fairseq_maskplug.models.export_hf import LOGIT_TOLERANCE, export_hf, hide_broken_torchaudio
-from harness import CHILD_ENV, METHOD_FLAGS, REPO_ROOT, built_once, documented_block, train_args, train_in_process
+from harness import CHILD_ENV, METHOD_FLAGS, built_once, documented_block, run_script, train_args, train_in_process
 
 hide_broken_torchaudio()
 transformers = pytest.importorskip("transformers")
@@ -88,10 +88,11 @@ def test_export_refuses_and_writes_nothing_when_the_tokenizer_cannot_match_fairs
     assert not (tmp_path / "hf").exists()
 
 
-def test_readme_hugging_face_example_runs(trained, tmp_path):
-    """The README's export command and its transformers example, as written."""
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "export_hf.py"), str(trained["masked_lm_plus"]), "exported_hf"]
-    export = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, cwd=tmp_path)
+def test_readme_hugging_face_example_runs(trained, tmp_path, monkeypatch):
+    """The README's export command (in this process, from the folder the
+    example reads) and its transformers example, as written."""
+    monkeypatch.chdir(tmp_path)
+    export = run_script("export_hf.py", [trained["masked_lm_plus"], "exported_hf"])
     assert export.returncode == 0, export.stderr[-3000:]
     assert "transformers' logits differ from fairseq's by at most" in export.stdout
     # as written: setup_env.sh removed the torchaudio that does not load beside torch 2.13
