@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -79,16 +80,15 @@ METHOD_FLAGS = {
 POS_METHODS = {"time_variant_pos"}
 
 
-def train_in_process(args: Sequence[str]):
-    """Run fairseq-train's main in this process (as ``fairseq-train ARGS``),
-    starting from what a new process holds and ending as its exit would:
-    fairseq keeps the best validation loss so far on ``save_checkpoint`` and
-    ``should_stop_early`` (an earlier run's would decide whether this one
-    writes checkpoint_best.pt), and one TensorBoard writer per tag for the
-    process's life (closed at exit; a later run's events would go to this
-    run's --tensorboard-logdir)."""
-    from fairseq import checkpoint_utils, distributed_utils, options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+@contextlib.contextmanager
+def as_a_new_process():
+    """A training run in this process, starting from what a new process holds
+    and ending as its exit would: fairseq keeps the best validation loss so
+    far on ``save_checkpoint`` and ``should_stop_early`` (an earlier run's
+    would decide whether this one writes checkpoint_best.pt), and one
+    TensorBoard writer per tag for the process's life (closed at exit; a
+    later run's events would go to this run's --tensorboard-logdir)."""
+    from fairseq import checkpoint_utils
     from fairseq.logging import progress_bar
     from fairseq_cli import train
 
@@ -96,13 +96,54 @@ def train_in_process(args: Sequence[str]):
                                 (train.should_stop_early, "num_runs")):  # fmt: skip
         if hasattr(function, attribute):
             delattr(function, attribute)
-    parser = options.get_training_parser()
-    namespace = options.parse_args_and_arch(parser, input_args=list(args))
     try:
-        distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+        yield
     finally:
         progress_bar._close_writers()
         progress_bar._tensorboard_writers.clear()
+
+
+def train_in_process(args: Sequence[str]):
+    """Run fairseq-train's main in this process (as ``fairseq-train ARGS``;
+    see :func:`as_a_new_process`)."""
+    from fairseq import distributed_utils, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train
+
+    namespace = options.parse_args_and_arch(options.get_training_parser(), input_args=list(args))
+    with as_a_new_process():
+        distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
+
+
+def hydra_train_in_process(args: Sequence[str]) -> str:
+    """Run ``fairseq-hydra-train ARGS`` (one run, not ``-m``; ARGS must set
+    ``hydra.run.dir``) by its entry point in this process, as a new process
+    would (:func:`as_a_new_process`; hydra's global state cleared, the root
+    logger and the working directory restored); returns its log (hydra's job
+    log, RUN_DIR/hydra_train.log). Raises with the log's tail if it fails."""
+    from fairseq_cli import hydra_train
+    from hydra.core.global_hydra import GlobalHydra
+
+    run_dir = Path(next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")))
+    root = logging.getLogger()
+    handlers, level, argv, cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
+    sys.argv = ["fairseq-hydra-train", *args]
+    code = 0
+    try:
+        with as_a_new_process():
+            hydra_train.cli_main()
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
+    log = (run_dir / "hydra_train.log").read_text() if (run_dir / "hydra_train.log").exists() else ""
+    if code:
+        raise AssertionError(f"fairseq-hydra-train failed ({code}):\n{log[-4000:]}")
+    return log
 
 
 @dataclasses.dataclass
@@ -122,7 +163,13 @@ def run_script(name: str, args: Sequence[str]) -> ScriptRun:
 
 def run_module(module: str, args: Sequence[str]) -> ScriptRun:
     """``python -m MODULE ARGS``, run in this process: see :func:`run_main`."""
-    return run_main(module, args, lambda: runpy.run_module(module, run_name="__main__", alter_sys=True))
+
+    def run():
+        with warnings.catch_warnings():  # a module the tests imported already runs again as __main__: as intended
+            warnings.filterwarnings("ignore", ".*found in sys.modules after import of package", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    return run_main(module, args, run)
 
 
 def run_main(program: str, args: Sequence[str], run) -> ScriptRun:
@@ -164,17 +211,6 @@ def fairseq_train_command(args: Sequence[str], preamble: str = "") -> List[str]:
         + "\nimport sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
     )
     return [sys.executable, "-c", code, *args]
-
-
-def train_subprocess(args: Sequence[str], timeout: int = 300, preamble: str = "") -> subprocess.CompletedProcess:
-    """Run ``fairseq-train ARGS`` in a child process. Raises on failure with
-    the child's output."""
-    result = subprocess.run(
-        fairseq_train_command(args, preamble), env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"fairseq-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
 
 
 def kill_at_update_preamble(update: int) -> str:

@@ -3,9 +3,9 @@ torch operation when the interpreter finalises, aborts a finished run
 ("terminate called without an active exception", exit 134); with the plugin
 loaded it is stopped before finalisation (fairseq_maskplug/clean_exit.py).
 Here the cause, reproduced deterministically; the repeated runs are
-test_readme_commands': every recipe and every switch-over row runs
-fairseq-hydra-train on a tiny model (twelve runs per suite), each required to
-exit 0."""
+test_readme_commands': every recipe, the fairseq recipe's example and one
+switch-over row run fairseq-hydra-train as a child process on a tiny model
+(eight runs per suite), each required to exit 0."""
 
 import subprocess
 import sys

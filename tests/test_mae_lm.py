@@ -189,26 +189,8 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
     export = tmp_path / "export"
     result = run_script("export_roberta.py", [save / "checkpoint_last.pt", export])
     assert result.returncode == 0, result.stderr[-3000:]
-    # stock fairseq, without the plugin: same encoder outputs as the MAE-LM encoder
-    check = (
-        "import sys, json, torch\n"
-        "from fairseq.models.roberta import RobertaModel\n"
-        f"m = RobertaModel.from_pretrained({str(export)!r}, 'model.pt', bpe='sentencepiece').eval()\n"
-        "tokens = m.encode('The jury said it did find that many of the laws are outmoded.')\n"
-        "assert 'fairseq_maskplug' not in sys.modules\n"
-        "print(json.dumps({'tokens': tokens.tolist(), 'features': m.extract_features(tokens)[0].tolist()}))\n"
-    )
-    stock_env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"} | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    out = subprocess.run([sys.executable, "-c", check], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    stock = json.loads(out.stdout.strip().splitlines()[-1])
-    from fairseq_maskplug.diagnostics.validation import load_for_masking
-
-    _, mae = load_for_masking(str(save / "checkpoint_last.pt"), str(brown_data))
-    with torch.no_grad():
-        ours = mae(torch.tensor([stock["tokens"]]), features_only=True)[0][0]
-    assert (ours - torch.tensor(stock["features"])).abs().max().item() < 1e-5
-    # stock sentence_prediction fine-tuning from the exported checkpoint
+    # one process of stock fairseq, without the plugin: the exported encoder's outputs (compared below with the
+    # MAE-LM encoder's), then sentence_prediction fine-tuning from the exported checkpoint
     task_data = sentence_prediction_data(brown_data, tmp_path / "sp")
     finetune = [
         str(task_data), "--task", "sentence_prediction", "--num-classes", "2", "--criterion", "sentence_prediction",
@@ -218,9 +200,28 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
         "--lr", "1e-4", "--max-update", "5", "--batch-size", "8", "--cpu", "--num-workers", "0", "--no-save",
         "--log-format", "simple", "--log-interval", "1",
     ]  # fmt: skip
-    code = "import sys\nfrom fairseq_cli.train import cli_main\nsys.argv = ['fairseq-train'] + sys.argv[1:]\ncli_main()\n"
+    code = (
+        "import sys, json, torch\n"
+        "from fairseq.models.roberta import RobertaModel\n"
+        f"m = RobertaModel.from_pretrained({str(export)!r}, 'model.pt', bpe='sentencepiece').eval()\n"
+        "tokens = m.encode('The jury said it did find that many of the laws are outmoded.')\n"
+        "assert 'fairseq_maskplug' not in sys.modules\n"
+        "features = m.extract_features(tokens)[0].tolist()\n"
+        "print('ENCODED', json.dumps({'tokens': tokens.tolist(), 'features': features}), flush=True)\n"
+        "from fairseq_cli.train import cli_main\n"
+        "sys.argv = ['fairseq-train'] + sys.argv[1:]\n"
+        "cli_main()\n"
+    )
+    stock_env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"} | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     run = subprocess.run([sys.executable, "-c", code, *finetune], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    stock = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("ENCODED "))[len("ENCODED ") :])
+    from fairseq_maskplug.diagnostics.validation import load_for_masking
+
+    _, mae = load_for_masking(str(save / "checkpoint_last.pt"), str(brown_data))
+    with torch.no_grad():
+        ours = mae(torch.tensor([stock["tokens"]]), features_only=True)[0][0]
+    assert (ours - torch.tensor(stock["features"])).abs().max().item() < 1e-5
     assert "Loaded checkpoint" in run.stdout + run.stderr
     assert logged_values(run.stdout + run.stderr, "num_updates")[-1] == 5
 

@@ -159,7 +159,7 @@ def test_class_loss_tracker_follows_the_reference_update():
 
 
 def test_heavily_weighted_tags_are_masked_more_often_than_lightly_weighted_ones(brown_pos_data, tmp_path):
-    """After 300 updates of POS-weighted training on the Brown slice (the
+    """After 150 updates of POS-weighted training on the Brown slice (the
     reference selection law, whole words): the three frequent tags with the
     highest weights are masked, relative to their frequency, more than twice
     as often as the three with the lowest; the lowest-weighted tag is masked
@@ -168,7 +168,7 @@ def test_heavily_weighted_tags_are_masked_more_often_than_lightly_weighted_ones(
     save = tmp_path / "ptw"
     train_in_process(
         train_args(
-            brown_pos_data, save, updates=300, batch_size=16, extra=["--content-weighting", "pos", "--mask-whole-words"]
+            brown_pos_data, save, updates=150, batch_size=16, extra=["--content-weighting", "pos", "--mask-whole-words"]
         )
     )
     state = checkpoint_state(save / "checkpoint_last.pt")["task_state"]

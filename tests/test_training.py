@@ -2,14 +2,17 @@
 and half precision on the CPU without apex (resume: test_interrupted_training;
 data-parallel: test_data_parallel)."""
 
+import json
 import math
 import statistics
+import subprocess
+import sys
 
 import torch
 
 from fairseq_maskplug.diagnostics.validation import validation_scores
 from fairseq_maskplug.experiments.configurations import STUDY
-from harness import checkpoint_state, logged_values, train_args, train_in_process, train_subprocess
+from harness import CHILD_ENV, checkpoint_state, logged_values, train_args, train_in_process
 
 BLOCK_APEX = (
     "import sys\n"
@@ -49,13 +52,24 @@ def test_defaults_train_no_worse_than_stock_masked_lm(brown_data, tmp_path):
 
 def test_half_precision_on_cpu_without_apex(brown_data, tmp_path):
     """--memory-efficient-fp16 and --fp16 (with --fp16-no-flatten-grads) train
-    to finite losses in a process where apex cannot be imported."""
-    for name, flags in (
-        ("memory-efficient-fp16", ["--memory-efficient-fp16"]),
-        ("fp16", ["--fp16", "--fp16-no-flatten-grads"]),
-    ):
-        result = train_subprocess(train_args(brown_data, tmp_path / name, updates=10, extra=flags), preamble=BLOCK_APEX)
-        output = result.stdout + result.stderr
+    to finite losses in a process where apex cannot be imported (one child
+    process runs both, one after the other)."""
+    runs = {"memory-efficient-fp16": ["--memory-efficient-fp16"], "fp16": ["--fp16", "--fp16-no-flatten-grads"]}
+    code = BLOCK_APEX + (
+        "import json\nfrom fairseq_cli.train import cli_main\n"
+        "for name, args in json.loads(sys.argv[1]).items():\n"
+        "    print('==> run', name, flush=True)\n"
+        "    sys.argv = ['fairseq-train', *args]\n"
+        "    cli_main()\n"
+    )
+    arguments = {name: train_args(brown_data, tmp_path / name, updates=10, extra=flags) for name, flags in runs.items()}
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(arguments)], env=CHILD_ENV, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    outputs = dict(zip(runs, result.stdout.split("==> run ")[1:]))
+    assert list(outputs) == list(runs), result.stdout[-3000:]
+    for name, output in outputs.items():
+        assert output.startswith(name), name
         losses = logged_values(output, "loss")
         assert logged_values(output, "num_updates")[-1] == 10, name
         assert losses and all(math.isfinite(x) for x in losses), name
