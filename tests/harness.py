@@ -115,32 +115,43 @@ def train_in_process(args: Sequence[str]):
         distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), train.main)
 
 
+@contextlib.contextmanager
+def argv_and_root_logger(argv: Sequence[str]):
+    """``sys.argv`` set to ``argv`` meanwhile; it, the root logger's handlers
+    and level (the CLIs and scripts reconfigure them) and the working
+    directory restored afterwards."""
+    root = logging.getLogger()
+    handlers, level, saved_argv, cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        os.chdir(cwd)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def hydra_train_in_process(args: Sequence[str]) -> str:
     """Run ``fairseq-hydra-train ARGS`` (one run, not ``-m``; ARGS must set
     ``hydra.run.dir``) by its entry point in this process, as a new process
-    would (:func:`as_a_new_process`; hydra's global state cleared, the root
-    logger and the working directory restored); returns its log (hydra's job
+    would (:func:`as_a_new_process`; hydra's global state cleared;
+    :func:`argv_and_root_logger`); returns its log (hydra's job
     log, RUN_DIR/hydra_train.log). Raises with the log's tail if it fails."""
     from fairseq_cli import hydra_train
     from hydra.core.global_hydra import GlobalHydra
 
     run_dir = Path(next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")))
-    root = logging.getLogger()
-    handlers, level, argv, cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
-    sys.argv = ["fairseq-hydra-train", *args]
     code = 0
     try:
-        with as_a_new_process():
+        with argv_and_root_logger(["fairseq-hydra-train", *args]), as_a_new_process():
             hydra_train.cli_main()
     except SystemExit as exit:
         code = exit.code
     finally:
-        sys.argv = argv
-        os.chdir(cwd)
-        root.handlers[:] = handlers
-        root.setLevel(level)
         GlobalHydra.instance().clear()
-    log = (run_dir / "hydra_train.log").read_text() if (run_dir / "hydra_train.log").exists() else ""
+    log_file = run_dir / "hydra_train.log"
+    log = log_file.read_text() if log_file.exists() else ""
     if code:
         raise AssertionError(f"fairseq-hydra-train failed ({code}):\n{log[-4000:]}")
     return log
@@ -178,14 +189,10 @@ def run_main(program: str, args: Sequence[str], run) -> ScriptRun:
     it (``sys.exit("message")``: 1, the message on stderr; an uncaught
     exception: 1, its traceback on stderr) and what it printed; the child
     processes it starts are its own. Saves the ~4 s a new interpreter spends
-    importing fairseq. The root logger (scripts reconfigure it) and
-    ``sys.argv`` are restored afterwards."""
-    root = logging.getLogger()
-    handlers, level, argv = root.handlers[:], root.level, sys.argv
+    importing fairseq. See :func:`argv_and_root_logger` for what is restored."""
     stdout, stderr = io.StringIO(), io.StringIO()
     returncode = 0
-    sys.argv = [program, *map(str, args)]
-    try:
+    with argv_and_root_logger([program, *map(str, args)]):
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
                 run()
@@ -196,10 +203,6 @@ def run_main(program: str, args: Sequence[str], run) -> ScriptRun:
             except Exception:
                 traceback.print_exc()
                 returncode = 1
-    finally:
-        sys.argv = argv
-        root.handlers[:] = handlers
-        root.setLevel(level)
     return ScriptRun(returncode, stdout.getvalue(), stderr.getvalue())
 
 
