@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="fairseq-maskplug",
-    version="0.2.0",
+    version="0.3.0",
     description="Smarter masking for masked-LM pre-training, as a fairseq user dir",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -87,12 +87,17 @@ OPTION_CATALOGUE = {
         (["--valid-mask-prob", "1.5"], r"--valid-mask-prob must lie in \(0, 1\), got 1.5"),
     ],
     "valid_mask_seed": [(["--valid-mask-seed", "-2"], r"--valid-mask-seed must be >= 0 \(and < 2\*\*32\), got -2")],
+    "valid_whole_words": [(["--valid-whole-words", "maybe"], invalid_choice("maybe", "auto", "yes", "no"))],
     "masking": [(["--masking", "spans"], invalid_choice("spans", "random", "fully_explored"))],
     "fe_segments": [
         ([*FE, "--fe-segments", "1"], r"--fe-segments must be at least 2, got 1"),
         ([*FE, "--fe-segments", "-3"], r"--fe-segments must be at least 2, got -3"),
         (
-            [*FE, "--fe-segments", "63"],
+            [*FE, "--fe-segments", "65"],
+            r"--fe-segments 65 is larger than any sequence can hold: --tokens-per-sample 64 leaves at most 64",
+        ),
+        (
+            [*FE, "--fe-segments", "63", "--never-mask-bos-eos"],
             r"--fe-segments 63 is larger than any sequence can hold: --tokens-per-sample 64 leaves at most 62",
         ),
         (["--fe-segments", "3"], r"--fe-segments needs --masking fully_explored"),
@@ -218,11 +223,19 @@ NO_INVALID_VALUE = {
     "include_index": "a flag (stock masked_lm's; models take **kwargs)",
     "shorten_data_split_list": "free text, stock masked_lm's; used only with --shorten-method",
     "pos_bias_correction": "a flag",
+    "never_mask_bos_eos": "a flag",
     "mapnet_own_embeddings": "a flag",
     "mapnet_self_normalize": "a flag (true or false)",
     "no_decoder_projection": "a flag; the width mismatch it can cause is under decoder_embed_dim",
 }
-MIRRORS = {"max_update", "save_dir", "restore_file", "reset_dataloader", "word_bpe"}  # other groups' options, read by the task
+MIRRORS = {
+    "max_update",
+    "lr",
+    "save_dir",
+    "restore_file",
+    "reset_dataloader",
+    "word_bpe",
+}  # other groups' options, read by the task
 MAE_OPTIONS = set(DECODER_OPTIONS)
 
 OPTION_CASES = [(option, flags, message) for option, cases in OPTION_CATALOGUE.items() for flags, message in cases]
@@ -369,6 +382,12 @@ DATA_CATALOGUE = {
         word_level_dictionary,
         ["--mask-whole-words"],
         r"--mask-whole-words needs to know where words begin, but no --bpe is given.*prepare_corpus.py",
+    ),
+    "whole-word yardstick without word starts": (
+        False,
+        word_level_dictionary,
+        ["--valid-whole-words", "yes"],
+        r"--valid-whole-words yes, but word starts are unknown: .*pass the --bpe.*or use --valid-whole-words auto or no",
     ),
     "POS input of another split": (
         True,

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from fairseq_maskplug.experiments.study import StudySettings, arm_dir
+from fairseq_maskplug.experiments.study import Job, StudySettings, arm_dir
 from fairseq_maskplug.experiments.study_runner import run_jobs
 from harness import CHILD_ENV, REPO_ROOT, run_module
 
@@ -55,8 +55,8 @@ def test_quick_kit_stops_each_arm_at_its_time_limit_and_scores_what_it_reached(b
 def test_the_kit_deadline_stops_a_running_arm_and_its_fairseq_train(brown_pos_data, tmp_path):
     settings = StudySettings(data=str(brown_pos_data), out=str(tmp_path), configuration="gpu_study_quick",
                              probe_tokens=0, updates=1_000_000)  # fmt: skip
-    outcome = run_jobs([("random", 1)], settings, parallel=1, deadline=time.time() + 10)
-    assert outcome == {"failed": [], "stopped": [("random", 1)]}
+    outcome = run_jobs([Job("random", 1)], settings, parallel=1, deadline=time.time() + 10)
+    assert outcome == {"failed": [], "stopped": [Job("random", 1)]}
     assert not (arm_dir(settings, "random", 1) / "result.json").exists()
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout

@@ -61,7 +61,7 @@ def validation_sums(task, model, batches: int = 8):
         for _, sample in zip(range(batches), iterator):
             loss, _, log = task.valid_step(sample, model, criterion)
             for key, value in dict(log, criterion_loss=loss).items():
-                if torch.is_tensor(value) or isinstance(value, (int, float)):
+                if (torch.is_tensor(value) and value.dim() == 0) or isinstance(value, (int, float)):
                     sums[key] = sums.get(key, 0.0) + float(value)
     return sums
 

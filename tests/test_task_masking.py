@@ -26,15 +26,21 @@ def shares(predicted, masked, randomised, kept):
     return n, masked.sum().item() / n, randomised.sum().item() / n, kept.sum().item() / n
 
 
-def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
+@pytest.mark.parametrize("never_mask_bos_eos", [False, True])
+def test_mask_statistics_match_stock_mask_tokens_dataset(brown_data, never_mask_bos_eos):
     """Same Brown blocks, masked by masked_lm_plus and by stock MaskTokensDataset.
 
     Tolerances (about 100k predicted tokens each): realised ratio 0.15 ± 0.003,
-    <mask>/random/kept shares 0.8/0.1/0.1 ± 0.01. The one intended difference:
-    stock may select <s> and </s> (its ratio counts them), ours never does, so
-    ours is measured over maskable tokens and stock's over all tokens.
+    <mask>/random/kept shares 0.8/0.1/0.1 ± 0.01. By default both select <s>
+    and </s> like any token: the ratio counts every token and the share of
+    predicted positions that are <s>/</s> is stock's (± 0.005). With
+    --never-mask-bos-eos ours never selects them and its ratio counts the
+    other tokens.
     """
-    task = brown_task
+    task = MaskedLMPlusTask.setup_task(MaskedLMPlusConfig(
+        data=str(brown_data), tokens_per_sample=TOKENS_PER_SAMPLE, seed=1, never_mask_bos_eos=never_mask_bos_eos
+    ))  # fmt: skip
+    task.load_dataset("train")
     d = task.dictionary
     blocks = task.dataset("train").dataset.defn["net_input.src_tokens"].dataset  # clean <s>-prefixed blocks
     stock_src, stock_tgt = MaskTokensDataset.apply_mask(
@@ -47,7 +53,7 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
         leave_unmasked_prob=0.1,
         random_token_prob=0.1,
     )
-    ours = {"predicted": 0, "maskable": 0, "mask": 0, "random": 0, "kept": 0}
+    ours = {"predicted": 0, "maskable": 0, "mask": 0, "random": 0, "kept": 0, "specials": 0}
     stock = {"predicted": 0, "tokens": 0, "mask": 0, "random": 0, "kept": 0, "specials": 0}
     specials = torch.tensor([d.bos(), d.eos()])
     samples = list(batches(task))
@@ -56,7 +62,7 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
         stock_src.set_epoch(1 + update // len(samples))
         stock_tgt.set_epoch(1 + update // len(samples))
         m = uniform(task.train_masker, sample["net_input"]["src_tokens"], 0.15, task.train_draws(sample, update))
-        assert not torch.isin(sample["net_input"]["src_tokens"][m.predicted], specials).any()
+        ours["specials"] += torch.isin(sample["net_input"]["src_tokens"][m.predicted], specials).sum().item()
         c = m.corruption
         for key, value in (
             ("predicted", m.predicted),
@@ -83,7 +89,12 @@ def test_mask_statistics_match_stock_mask_tokens_dataset(brown_task):
         assert abs(ours[key] / ours["predicted"] - share) < 0.01, key
         # stock's "kept" includes random draws that hit the original id; the bound covers that
         assert abs(stock[key] / stock["predicted"] - share) < 0.01, key
-    assert stock["specials"] > 0  # the documented difference: stock does select <s>/</s>
+    if never_mask_bos_eos:
+        assert ours["specials"] == 0 and stock["specials"] > 0
+    else:
+        assert ours["maskable"] == stock["tokens"]  # every token of the blocks, padding aside
+        assert abs(ours["specials"] / ours["predicted"] - stock["specials"] / stock["predicted"]) < 0.005
+        assert stock["specials"] / stock["predicted"] > 0.02
 
 
 def test_whole_word_masking_on_brown_never_splits_a_word(brown_data):
@@ -160,7 +171,7 @@ def test_word_start_table_marks_sentencepiece_word_pieces(brown_task):
     d = brown_task.dictionary
     table = word_start_table(d)
     assert table[d.index("\u2581the")]
-    assert not table[d.bos()] and not table[brown_task.mask_idx]
+    assert table[d.bos()] and table[d.eos()] and not table[brown_task.mask_idx]  # specials: a word each, as in fairseq
     continuation = [i for i, s in enumerate(d.symbols) if i >= d.nspecial and not s.startswith("\u2581")][0]
     assert not table[continuation]
     assert 0.3 < table.float().mean().item() < 0.95

@@ -89,8 +89,9 @@ def bert_words(tmp_path_factory):
 
 
 def words_of(task, tokens, starts_table):
-    """Per row, the word number of every position (consecutive pieces from a start)."""
-    maskable = tokens.ne(task.dictionary.pad()) & tokens.ne(task.dictionary.bos()) & tokens.ne(task.dictionary.eos())
+    """Per row, the word number of every position (consecutive pieces from a
+    start; by default <s> and </s> are maskable, each a word of its own)."""
+    maskable = tokens.ne(task.dictionary.pad())
     follows_special = torch.nn.functional.pad(~maskable[:, :-1], (1, 0), value=True)
     begins = maskable & (starts_table[tokens] | follows_special)
     return maskable, begins.long().cumsum(1)
@@ -122,7 +123,7 @@ def test_gpt2_bpe_word_starts_for_every_strategy(gpt2, strategy):
     table, d = task.train_masker.word_start_table, task.dictionary
     for piece, begins in (("Ġcat", True), ("s", False), ("ting", False), (".", False), ("Ġthe", True)):
         assert bool(table[d.index(str(GPT2_PIECES.index(piece)))]) == begins, piece
-    assert not table[: d.nspecial].any()
+    assert table[: d.nspecial].all()  # each special begins a word of its own, as in fairseq's get_whole_word_mask
     task.load_dataset("train")
     copies = task.train_strategy.copies
     for update, sample in enumerate(batches(task, limit=4)):

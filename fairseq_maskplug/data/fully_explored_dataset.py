@@ -30,6 +30,7 @@ class FullyExploredMaskingDataset(BaseWrapperDataset):
         rule: the 80/10/10 shares.
         whole_words: partition whole words (sentencepiece ``▁`` pieces).
         frequency_weighted: random replacements by dict.txt frequency.
+        never_mask_bos_eos: never select ``<s>`` and ``</s>`` (the task's ``--never-mask-bos-eos``).
     """
 
     def __init__(
@@ -42,12 +43,16 @@ class FullyExploredMaskingDataset(BaseWrapperDataset):
         rule: CorruptionRule = STOCK_RULE,
         whole_words: bool = False,
         frequency_weighted: bool = False,
+        never_mask_bos_eos: bool = False,
     ):
         super().__init__(dataset)
         self.options = options
         self.seed = seed
         self.pad_idx = dictionary.pad()
-        self.strategy = FullyExploredUnits(build_masker(dictionary, mask_idx, rule, whole_words, frequency_weighted), options)
+        masker = build_masker(
+            dictionary, mask_idx, rule, whole_words, frequency_weighted, never_mask_bos_eos=never_mask_bos_eos
+        )
+        self.strategy = FullyExploredUnits(masker, options)
         self.epoch = 1
 
     @property

@@ -9,8 +9,9 @@ SENTENCEPIECE_WORD_START = "\u2581"  # '▁', the piece prefix sentencepiece wri
 
 
 def word_start_table(dictionary, bpe=None) -> torch.Tensor:
-    """Bool (V,): True for symbols that begin a word; specials and ``<mask>``
-    are False.
+    """Bool (V,): True for symbols that begin a word. Specials (``<s>``,
+    ``<pad>``, ``</s>``, ``<unk>``) each begin a word of their own, as in
+    fairseq's ``get_whole_word_mask``; ``<mask>`` is False.
 
     ``bpe``: the run's ``--bpe`` configuration (a config with ``_name``, as
     fairseq builds it) or None. With one, word starts come from that BPE
@@ -35,7 +36,7 @@ def word_start_table(dictionary, bpe=None) -> torch.Tensor:
                 "hf_byte_bpe, with its files), prepare the data with scripts/prepare_corpus.py, or drop "
                 "--mask-whole-words"
             )
-    table[: dictionary.nspecial] = False
+    table[: dictionary.nspecial] = True
     return table
 
 
@@ -79,16 +80,28 @@ def replacement_weights(dictionary, mask_idx: int, frequency_weighted: bool) -> 
     return weights
 
 
+def never_selected(dictionary, mask_idx: int, bos_eos: bool) -> tuple:
+    """The ids a mask never selects: ``<pad>`` and ``<mask>``, and ``<s>`` and
+    ``</s>`` when ``bos_eos`` (stock ``masked_lm`` selects them like any token)."""
+    return (dictionary.bos(), dictionary.eos(), dictionary.pad(), mask_idx) if bos_eos else (dictionary.pad(), mask_idx)
+
+
 def build_masker(
-    dictionary, mask_idx: int, rule: CorruptionRule, whole_words: bool, frequency_weighted: bool, bpe=None
+    dictionary,
+    mask_idx: int,
+    rule: CorruptionRule,
+    whole_words: bool,
+    frequency_weighted: bool,
+    bpe=None,
+    never_mask_bos_eos: bool = False,
 ) -> Masker:
-    """A Masker for ``dictionary``: never selects ``<s>``, ``</s>``, ``<pad>``,
-    ``<mask>``; whole words (from ``bpe``, else sentencepiece pieces) when
-    ``whole_words``."""
+    """A Masker for ``dictionary``: never selects ``<pad>`` or ``<mask>``, nor
+    ``<s>`` and ``</s>`` when ``never_mask_bos_eos``; whole words (from
+    ``bpe``, else sentencepiece pieces) when ``whole_words``."""
     return Masker(
         mask_idx=mask_idx,
         pad_idx=dictionary.pad(),
-        special_ids=(dictionary.bos(), dictionary.eos(), dictionary.pad(), mask_idx),
+        special_ids=never_selected(dictionary, mask_idx, never_mask_bos_eos),
         rule=rule,
         replacement_weights=replacement_weights(dictionary, mask_idx, frequency_weighted),
         word_start_table=word_start_table(dictionary, bpe) if whole_words else None,

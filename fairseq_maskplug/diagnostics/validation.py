@@ -11,7 +11,12 @@ exactly those positions: the training unigram (what ignoring context scores)
 and the two-neighbour count model of :mod:`.context_references`. The loss
 over every predicted position (:attr:`ValidationScores.all_predicted_bits`,
 fairseq's ``loss``) includes the tenth of them whose input shows the answer;
-it is reported as what it is, never used to rank.
+it is reported as what it is, never used to rank. How much the predictions
+at the ``<mask>`` positions differ between positions
+(:attr:`ValidationScores.spread_at_mask_bits`) tells a collapsed model (0:
+one prediction everywhere) from one that reads its input. Where word starts
+are known, the whole-word yardstick (:attr:`ValidationScores.whole_words`)
+scores the ``<mask>`` positions of a fixed whole-word mask the same way.
 """
 
 import math
@@ -23,8 +28,9 @@ import torch
 from fairseq import checkpoint_utils, utils
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
+from ..tasks.collapse import ValidationFigures
 from ..tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
-from ..tasks.position_kinds import KINDS, position_kinds
+from ..tasks.position_kinds import KINDS, position_kinds, prediction_spread_bits
 from .context_references import ContextReferences
 
 
@@ -38,6 +44,35 @@ class KindScore:
 
 
 @dataclass
+class MaskScore:
+    """Loss, top-1, unigram reference and spread (bits) at the ``<mask>``
+    positions of one mask."""
+
+    loss_bits: float
+    top1: float
+    count: int
+    unigram_bits: float
+    spread_bits: float
+
+    @property
+    def below_unigram(self) -> float:
+        return self.unigram_bits - self.loss_bits
+
+
+def mask_score(sums: Dict[str, float], prefix: str) -> MaskScore:
+    """The ``<mask>`` figures from the summed ``PREFIX_mask_*`` logging values."""
+    count = int(sums[f"{prefix}_mask_count"])
+    per_position = (lambda key: sums[f"{prefix}_mask_{key}"] / count) if count else (lambda key: math.nan)
+    return MaskScore(
+        loss_bits=per_position("loss") / math.log(2),
+        top1=per_position("hits"),
+        count=count,
+        unigram_bits=per_position("unigram") / math.log(2),
+        spread_bits=prediction_spread_bits(sums[f"{prefix}_mask_probability_sum"], sums[f"{prefix}_mask_entropy_sum"], count),
+    )
+
+
+@dataclass
 class ValidationScores:
     """One checkpoint on the fixed standard mask of one split.
 
@@ -46,6 +81,10 @@ class ValidationScores:
     unigram_at_mask_bits / neighbours_at_mask_bits: the references on the
     ``<mask>`` positions (:mod:`.context_references`).
     all_predicted_bits: fairseq's ``loss``, every predicted position (copying included).
+    spread_at_mask_bits: mean KL divergence of each ``<mask>`` position's
+    prediction from their average (0: collapsed, one prediction everywhere).
+    whole_words: the whole-word yardstick's ``<mask>`` figures, or None
+    (word starts unknown).
     """
 
     at_mask: KindScore
@@ -56,6 +95,13 @@ class ValidationScores:
     neighbours_at_mask_bits: float
     neighbours_beta: float
     sequences: int
+    spread_at_mask_bits: float
+    whole_words: Optional[MaskScore]
+
+    @property
+    def collapsed(self) -> bool:
+        """One prediction at every ``<mask>`` position, at the unigram's loss (see ``tasks.collapse``)."""
+        return ValidationFigures(0, self.at_mask.loss_bits, self.unigram_at_mask_bits, self.spread_at_mask_bits).collapsed
 
     @property
     def below_unigram(self) -> float:
@@ -84,16 +130,36 @@ class ValidationScores:
             f"| reference at `<mask>`: train unigram | | {self.unigram_at_mask_bits:.3f} | |",
             f"| reference at `<mask>`: two neighbours (β {self.neighbours_beta:g}) | | {self.neighbours_at_mask_bits:.3f} | |",
         ]
+        if self.whole_words is not None:
+            ww = self.whole_words
+            rows += [
+                f"| whole-word mask, input is `<mask>` ({ww.count} pieces) | | {ww.loss_bits:.3f} | {ww.top1:.3f} |",
+                f"| whole-word mask, reference at `<mask>`: train unigram | | {ww.unigram_bits:.3f} | |",
+            ]
         return "\n".join(rows)
 
     def summary(self) -> str:
-        """One line: the masked-position loss against both references."""
-        return (
+        """The masked-position loss against both references, the spread of
+        the predictions (and whether that is collapse), the whole-word yardstick."""
+        lines = [
             f"loss at <mask> {self.at_mask.loss_bits:.3f} bits (top-1 {self.at_mask.top1:.3f}), "
             f"{self.below_unigram:+.3f} below the train unigram ({self.unigram_at_mask_bits:.3f}); "
             f"the two-neighbour count model is {self.neighbours_below_unigram:+.3f} below "
-            f"({self.neighbours_at_mask_bits:.3f})"
-        )
+            f"({self.neighbours_at_mask_bits:.3f})",
+            f"spread of the predictions at <mask>: {self.spread_at_mask_bits:.4f} bits"
+            + (
+                " (COLLAPSED: one prediction at every position, at the unigram's loss; the model ignores its input)"
+                if self.collapsed
+                else " (they differ between positions: not collapsed)"
+            ),
+        ]
+        if self.whole_words is not None:
+            ww = self.whole_words
+            lines.append(
+                f"whole-word mask: loss at <mask> {ww.loss_bits:.3f} bits per piece ({ww.count} pieces), "
+                f"{ww.below_unigram:+.3f} below the train unigram ({ww.unigram_bits:.3f}); spread {ww.spread_bits:.4f} bits"
+            )
+        return "\n".join(lines)
 
 
 def load_for_masking(checkpoint: str, data: str, **task_overrides):
@@ -168,8 +234,9 @@ def validation_scores(
             predicted += int(sample_size)
             sequences += int(log["nsentences"])
             for key, value in log.items():
-                if key.startswith("kind_"):
-                    sums[key] = sums.get(key, 0.0) + float(value)
+                if key.startswith(("kind_", "ww_")):
+                    value = value.double() if torch.is_tensor(value) and value.dim() else float(value)
+                    sums[key] = sums.get(key, 0.0) + value
             masked = task.validation_masks(sample)
             src = masked.src_tokens.cpu().numpy()
             kinds = position_kinds(masked.src_tokens, masked.target, masked.predicted, task.mask_idx)
@@ -195,4 +262,6 @@ def validation_scores(
         neighbours_at_mask_bits=found.neighbours_bits,
         neighbours_beta=found.beta,
         sequences=sequences,
+        spread_at_mask_bits=mask_score(sums, "kind").spread_bits,
+        whole_words=mask_score(sums, "ww") if "ww_mask_count" in sums else None,
     )

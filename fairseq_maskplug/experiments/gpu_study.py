@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 import torch
 
 from .configurations import CONFIGURATIONS, GPU_STUDY_VOCABULARY
-from .study import PACKAGE_DIR, StudySettings, arm_dir
+from .study import PACKAGE_DIR, Job, StudySettings, arm_dir
 from .study_report import load_results, loss_at, mean_sd, verdict
 from .study_runner import ensure_data, run_jobs
 
@@ -160,7 +160,7 @@ def run_gpu_study(data: Path, out: Path, arms: List[str], seeds: List[int], budg
     settings = StudySettings(data=str(data), out=str(out), configuration=kit.configuration, probe_tokens=0,
                              validate_every=max(1, kit.updates // 5), device=device, stop_seconds=kit.train_seconds,
                              updates=kit.updates)  # fmt: skip
-    jobs = [(arm, seed) for seed in seeds for arm in arms if not (arm_dir(settings, arm, seed) / "result.json").exists()]
+    jobs = [Job(arm, seed) for seed in seeds for arm in arms if not (arm_dir(settings, arm, seed) / "result.json").exists()]
     print(f"==> GPU study kit: {len(arms)} arms x {len(seeds)} seeds on {device} ({len(arms) * len(seeds) - len(jobs)} "
           f"done already), side by side, {kit.updates} updates planned, each stopped after {kit.train_seconds:.0f} s "
           f"of training; budget {budget:.0f} s", flush=True)  # fmt: skip
@@ -169,8 +169,8 @@ def run_gpu_study(data: Path, out: Path, arms: List[str], seeds: List[int], budg
     random = results.get("random", [])
     rows = {arm: arm_row(found, random) for arm, found in results.items()}
     missing = {
-        "failed (its job.log under runs/)": sorted({arm for arm, _ in outcome["failed"]}),
-        "stopped by the kit at the end of its budget, nothing scored": sorted({arm for arm, _ in outcome["stopped"]}),
+        "failed (its job.log under runs/)": sorted({job.arm for job in outcome["failed"]}),
+        "stopped by the kit at the end of its budget, nothing scored": sorted({job.arm for job in outcome["stopped"]}),
     }
     report = {
         "configuration": dataclasses.asdict(settings.config),

@@ -1,20 +1,24 @@
-"""The study: every method as an arm, trained for several seeds under the
-STUDY configuration, then probed downstream. One arm-seed is one job (a
-child process, one CPU thread): it trains with fairseq-train's main in its
-own process (resuming from its last checkpoint if it was killed; its console
-goes to ``train.log``), scores the result and writes ``result.json``; a job
-whose ``result.json`` exists is skipped.
+"""The study: every method as an arm, trained at several learning rates and
+seeds under the STUDY configuration, then probed downstream. One arm-seed at
+one rate is one job (a child process, one CPU thread): it trains with
+fairseq-train's main in its own process (resuming from its last checkpoint
+if it was killed; its console goes to ``train.log``), scores the result and
+writes ``result.json``; a job whose ``result.json`` exists is skipped (or, when
+its downstream probes are now wanted, only evaluated again).
 
-    python -m fairseq_maskplug.experiments.study JOB_JSON   (one arm-seed; scripts/study.py runs them)
+    python -m fairseq_maskplug.experiments.study JOB_JSON   (one job; scripts/study.py runs them)
 
-Per arm-seed: the curve of the loss at the ``<mask>`` positions of the fixed
-standard mask (fairseq's validation of ``masked_lm_plus`` logs it as
-``loss_at_mask``; stock ``masked_lm``'s interval checkpoints are re-scored on
-it) against updates, tokens processed and training seconds; the final scores
-at full precision (every kind of predicted position, both references:
-``diagnostics.validation``); top-1 accuracy at the ``<mask>`` positions of the
-test split; the POS probe of every layer; the Brown genre task fine-tuned with
-stock fairseq (MAE-LM through ``export_roberta``).
+Per job: the curve of the loss at the ``<mask>`` positions of the fixed
+standard mask and of the whole-word yardstick (fairseq's validation of
+``masked_lm_plus`` logs them as ``loss_at_mask`` and ``loss_at_mask_ww``;
+stock ``masked_lm``'s interval checkpoints are re-scored on them) against
+updates, tokens processed and training seconds; the final scores at full
+precision on the valid split (the learning rate is chosen on them) and on
+the test split (the study reports those): every kind of predicted position,
+both references, the spread of the predictions (collapse), the whole-word
+yardstick (``diagnostics.validation``); with ``downstream``, the POS probe of
+every layer and the Brown genre task fine-tuned with stock fairseq (MAE-LM
+through ``export_roberta``).
 """
 
 import json
@@ -69,7 +73,22 @@ ARMS: List[StudyArm] = [
     StudyArm("cosine_mae_lm", "cosine_mae_lm", extra_flags=DECODER4),
     StudyArm("fully_explored_mae_lm", "fully_explored_mae_lm", FE_COPIES, extra_flags=DECODER4),
 ]
-ARM_BY_NAME = {arm.name: arm for arm in ARMS}
+# arms whose training masks are whole words: their rate is chosen, and they are ranked, on the whole-word yardstick
+WHOLE_WORD_ARMS = ("whole_word", "pos")
+# the parity check's arm (docs/STUDY.md): masked_lm_plus as it trained before 0.3.0, <s> and </s> never selected
+PARITY_ARMS: List[StudyArm] = [StudyArm("random_never_bos_eos", "random", extra_flags=("--never-mask-bos-eos",))]
+ARM_BY_NAME = {arm.name: arm for arm in ARMS + PARITY_ARMS}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One arm-seed at one learning rate (None: the configuration's);
+    ``downstream``: with the POS probe and the genre task."""
+
+    arm: str
+    seed: int
+    lr: Optional[float] = None
+    downstream: bool = True
 
 
 @dataclass
@@ -106,24 +125,34 @@ class ArmSeedResult:
     arm: str
     seed: int
     flags: List[str]
-    curve: List[Dict[str, float]]  # updates, at_mask_bits, tokens, seconds
-    final_at_mask_bits: float  # loss at the <mask> positions of the fixed standard mask (MAE-LM: its decoder's)
-    final_scores: Dict  # diagnostics.validation.ValidationScores: every kind of position, both references
+    curve: List[Dict[str, float]]  # updates, at_mask_bits (and at_mask_ww_bits where logged), tokens, seconds
+    final_at_mask_bits: float  # valid: loss at the <mask> positions of the fixed standard mask (MAE-LM: its decoder's)
+    final_scores: Dict  # valid: diagnostics.validation.ValidationScores (every kind of position, references, spread, ww)
     train_seconds: float
     test_top1_at_mask: float  # top-1 accuracy at the <mask> positions of the test split
-    pos_probe: Optional[Dict]  # None: not probed (probe_tokens 0)
+    pos_probe: Optional[Dict]  # None: not probed (probe_tokens 0, or not downstream)
     genre_accuracy: Optional[float]
     decoder_loss: bool  # MAE-LM: the loss above is its pre-training decoder's
     evaluation_seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    lr: Optional[float] = None  # None: the configuration's
+    test_scores: Optional[Dict] = None  # the same as final_scores, on the test split
+    collapsed: bool = False  # valid: one prediction at every <mask> position, at the unigram's loss
 
 
-def arm_dir(settings: StudySettings, arm: str, seed: int) -> Path:
-    return Path(settings.out) / "runs" / arm / f"seed{seed}"
+def lr_label(lr: float) -> str:
+    """A learning rate as the study's folders and tables name it: 0.002 -> "0.002"."""
+    return f"{lr:g}"
 
 
-def train_args(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path) -> List[str]:
-    """The arm-seed's ``fairseq-train`` arguments."""
+def arm_dir(settings: StudySettings, arm: str, seed: int, lr: Optional[float] = None) -> Path:
+    """Where one job writes: ``OUT/runs/ARM/seedS``, or ``OUT/runs/ARM/lrLR/seedS`` at a rate of its own."""
+    base = Path(settings.out) / "runs" / arm
+    return (base if lr is None else base / f"lr{lr_label(lr)}") / f"seed{seed}"
+
+
+def train_args(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path, lr: Optional[float] = None) -> List[str]:
+    """The job's ``fairseq-train`` arguments (``lr``: in place of the configuration's)."""
     config = settings.config
     keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
     return [
@@ -136,6 +165,7 @@ def train_args(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path
         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--validate-interval-updates", str(settings.interval),
         "--save-interval-updates", str(settings.interval), "--keep-interval-updates", "-1" if keep else "1",
         "--log-format", "json", "--log-interval", str(max(1, settings.interval // 5)),
+        *(["--lr", lr_label(lr)] if lr is not None else []),
     ]  # fmt: skip
 
 
@@ -162,12 +192,13 @@ def parse_log(log: Path):
 
 
 def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
-    """Validation points (updates, loss at ``<mask>`` in bits, tokens
-    processed, training seconds); ``rescore(update)`` replaces fairseq's
-    logged ``loss_at_mask`` (stock ``masked_lm`` validates on masks of its own
-    and logs no such key). Training seconds are the updates' own time, each
-    logged interval's updates over its ``ups``: fairseq's ``wall`` restarts at
-    0 (and stays there) when a run resumes from a checkpoint."""
+    """Validation points (updates, loss at ``<mask>`` in bits and, where
+    logged, the whole-word yardstick's, tokens processed, training seconds);
+    ``rescore(update)`` replaces fairseq's logged figures with a dict of
+    them (stock ``masked_lm`` validates on masks of its own and logs no such
+    key). Training seconds are the updates' own time, each logged interval's
+    updates over its ``ups``: fairseq's ``wall`` restarts at 0 (and stays
+    there) when a run resumes from a checkpoint."""
     train, valid = parse_log(log)
     tokens, seconds, seen, trained = 0.0, 0.0, 0, {}
     cumulative = {}
@@ -189,26 +220,43 @@ def curve(log: Path, interval: int, rescore=None) -> List[Dict[str, float]]:
         updates = int(record["valid_num_updates"])
         known = [u for u in cumulative if u <= updates] or [min(cumulative)]
         at = max(known)
-        bits = rescore(updates) if rescore else float(record["valid_loss_at_mask"])
-        if bits is None:  # an end-of-epoch validation without an interval checkpoint to re-score
+        if rescore:
+            figures = rescore(updates)
+        else:
+            figures = {"at_mask_bits": float(record["valid_loss_at_mask"])}
+            if "valid_loss_at_mask_ww" in record:
+                figures["at_mask_ww_bits"] = float(record["valid_loss_at_mask_ww"])
+        if figures is None:  # an end-of-epoch validation without an interval checkpoint to re-score
             continue
-        points.append({"updates": updates, "at_mask_bits": bits, "tokens": cumulative[at] * updates / at,
+        points.append({"updates": updates, **figures, "tokens": cumulative[at] * updates / at,
                        "seconds": trained[at] * updates / at})  # fmt: skip
     return points
 
 
-def run_job(arm_name: str, seed: int, settings: StudySettings) -> ArmSeedResult:
-    """Train (or resume) one arm-seed, evaluate it, write its result.json."""
+def job_done(settings: StudySettings, arm: str, seed: int, lr: Optional[float], downstream: bool) -> bool:
+    """The job's result.json exists, with the downstream probes when they are wanted."""
+    path = arm_dir(settings, arm, seed, lr) / "result.json"
+    if not path.exists():
+        return False
+    return not downstream or not settings.probe_tokens or json.loads(path.read_text())["pos_probe"] is not None
+
+
+def run_job(arm_name: str, seed: int, settings: StudySettings, lr: Optional[float] = None,
+            downstream: bool = True) -> ArmSeedResult:  # fmt: skip
+    """Train (or resume) one arm-seed at ``lr``, evaluate it, write its
+    result.json; a job trained already (its result.json without the
+    downstream probes, now wanted) is only evaluated again, from its checkpoint."""
     arm = ARM_BY_NAME[arm_name]
-    out = arm_dir(settings, arm_name, seed)
+    out = arm_dir(settings, arm_name, seed, lr)
     out.mkdir(parents=True, exist_ok=True)
     save_dir, log = out / "checkpoints", out / "train.log"
-    try:
-        train_logged_to(train_args(arm, seed, settings, save_dir), log)
-    except (Exception, SystemExit) as error:
-        raise RuntimeError(f"{arm_name} seed {seed}: fairseq-train failed ({error!r}); see {log}") from error
+    if not (out / "result.json").exists():
+        try:
+            train_logged_to(train_args(arm, seed, settings, save_dir, lr), log)
+        except (Exception, SystemExit) as error:
+            raise RuntimeError(f"{arm_name} seed {seed}: fairseq-train failed ({error!r}); see {log}") from error
     started = time.time()
-    result = evaluate(arm, seed, settings, out, log)
+    result = evaluate(arm, seed, settings, out, log, lr, downstream)
     result.evaluation_seconds = time.time() - started
     (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
     return result
@@ -254,7 +302,16 @@ def train_logged_to(args: List[str], log: Path):
             os.close(saved[1])
 
 
-def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: Path) -> ArmSeedResult:
+def curve_figures(scores) -> Dict[str, float]:
+    """A curve point's figures from a checkpoint's :class:`ValidationScores`."""
+    figures = {"at_mask_bits": scores.at_mask.loss_bits}
+    if scores.whole_words is not None:
+        figures["at_mask_ww_bits"] = scores.whole_words.loss_bits
+    return figures
+
+
+def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: Path, lr: Optional[float] = None,
+             downstream: bool = True) -> ArmSeedResult:  # fmt: skip
     from ..diagnostics.probes import pos_probe
     from ..diagnostics.validation import load_for_masking, validation_scores
 
@@ -268,34 +325,34 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
 
         def rescore(update):  # an interval checkpoint, or the last (a run stopped by its time limit has no other)
             if update == last_update:
-                return final.at_mask.loss_bits
+                return curve_figures(final)
             found = list(save_dir.glob(f"checkpoint_*_{update}.pt"))  # checkpoint_EPOCH_UPDATE.pt
-            return validation_scores(str(found[0]), settings.data, device=settings.device).at_mask.loss_bits if found else None
+            return curve_figures(validation_scores(str(found[0]), settings.data, device=settings.device)) if found else None
 
     points = curve(log, settings.interval, rescore)
     test = validation_scores(str(last), settings.data, split="test", loaded=loaded, device=settings.device)
     probe = None
-    if settings.probe_tokens:
+    if settings.probe_tokens and downstream:
         task, model = load_for_masking(str(last), settings.data, content_weighting="pos")
         for split in ("train", "test"):
             task.load_dataset(split)
         probe = asdict(pos_probe(task, model, settings.probe_tokens, settings.probe_tokens))
-    flags = arm.method_flags(settings.config.encoder)
+    flags = arm.method_flags(settings.config.encoder) + (["--lr", lr_label(lr)] if lr is not None else [])
     reached, planned = (int(points[-1]["updates"]) if points else 0), settings.config.updates
     notes = [f"stopped by its time limit at update {reached} of {planned}"] if reached < planned else []
+    genre = genre_accuracy(last, is_mae_lm(flags), seed, settings, out) if settings.genre_dir and downstream else None
     return ArmSeedResult(
         arm=arm.name, seed=seed, flags=flags, curve=points, final_at_mask_bits=final.at_mask.loss_bits,
         final_scores=asdict(final), train_seconds=points[-1]["seconds"] if points else 0.0,
-        test_top1_at_mask=test.at_mask.top1, pos_probe=probe,
-        genre_accuracy=genre_accuracy(last, is_mae_lm(flags), seed, settings, out) if settings.genre_dir else None,
-        decoder_loss=is_mae_lm(flags), notes=notes,
+        test_top1_at_mask=test.at_mask.top1, pos_probe=probe, genre_accuracy=genre,
+        decoder_loss=is_mae_lm(flags), notes=notes, lr=lr, test_scores=asdict(test), collapsed=final.collapsed,
     )  # fmt: skip
 
 
-def genre_accuracy(checkpoint: Path, mae_lm: bool, seed: int, settings: StudySettings, out: Path) -> float:
+def genre_accuracy(checkpoint: Optional[Path], mae_lm: bool, seed: int, settings: StudySettings, out: Path) -> float:
     """Stock fairseq sentence_prediction fine-tuning (no --user-dir) from the
-    checkpoint, MAE-LM through export_roberta; the held-out accuracy after the
-    last epoch (no selection on it)."""
+    checkpoint (None: a randomly initialised encoder), MAE-LM through
+    export_roberta; the held-out accuracy after the last epoch (no selection on it)."""
     restore = checkpoint
     if mae_lm:
         from ..models.export import export_roberta
@@ -305,8 +362,8 @@ def genre_accuracy(checkpoint: Path, mae_lm: bool, seed: int, settings: StudySet
     command = [
         sys.executable, "-m", "fairseq_cli.train", settings.genre_dir, "--task", "sentence_prediction",
         "--num-classes", str(genre_classes(settings.genre_dir)), "--criterion", "sentence_prediction",
-        "--restore-file", str(restore), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--reset-lr-scheduler", *config.encoder.flags(), "--arch", "roberta",
+        *(["--restore-file", str(restore)] if restore else []), "--reset-optimizer", "--reset-dataloader",
+        "--reset-meters", "--reset-lr-scheduler", *config.encoder.flags(), "--arch", "roberta",
         "--max-positions", str(config.tokens_per_sample), "--init-token", "0", "--separator-token", "2",
         "--shorten-method", "truncate", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
         "--lr-scheduler", "polynomial_decay", "--warmup-updates", "20", "--total-num-update", "100000",
@@ -330,7 +387,7 @@ def genre_classes(genre_dir: str) -> int:
 
 def main(argv=None):
     job = json.loads((argv or sys.argv[1:])[0])
-    run_job(job["arm"], job["seed"], StudySettings(**job["settings"]))
+    run_job(job["arm"], job["seed"], StudySettings(**job["settings"]), job.get("lr"), job.get("downstream", True))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""The study's results, gathered: each arm's mean and spread over seeds of
-the loss at the ``<mask>`` positions (the ranking figure) at equal updates,
-tokens and training seconds, next to the references on the same positions;
-verdicts against random masking, the downstream probes, plots and Markdown
+"""The study's results, gathered: each arm's learning-rate grid (seed 1,
+valid split) and, at its chosen rate, the mean and spread over seeds of the
+loss at the ``<mask>`` positions on the test split, on both yardsticks (the
+standard mask and the whole-word one; an arm is ranked on its own: the
+whole-word one for whole-word arms), next to the train unigram on the same
+positions; collapsed seeds flagged; verdicts against random masking at equal
+updates (test) and equal tokens and seconds (read off the valid curves), the
+downstream probes beside a randomly initialised encoder's, plots and Markdown
 tables."""
 
 import json
@@ -9,6 +13,8 @@ import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from .study import WHOLE_WORD_ARMS, lr_label
 
 DECODER_NOTE = (
     "MAE-LM arms: the loss at `<mask>` is their pre-training decoder's prediction from the same visible tokens, "
@@ -25,6 +31,40 @@ def load_results(out: Path, order: List[str]) -> Dict[str, List[dict]]:
     return {arm: sorted(results[arm], key=lambda r: r["seed"]) for arm in order if arm in results}
 
 
+def load_grid(out: Path) -> Dict[str, Dict[float, Dict[int, dict]]]:
+    """{arm: {learning rate: {seed: result.json}}} of every job trained at a
+    rate of its own (``OUT/runs/ARM/lrLR/seedS/result.json``)."""
+    grid: Dict[str, Dict[float, Dict[int, dict]]] = {}
+    for path in sorted((out / "runs").glob("*/lr*/seed*/result.json")):
+        record = json.loads(path.read_text())
+        grid.setdefault(record["arm"], {}).setdefault(record["lr"], {})[record["seed"]] = record
+    return grid
+
+
+def yardstick(arm: str) -> str:
+    """The key of the figure an arm is chosen and ranked on: ``at_mask``, or
+    ``whole_words`` for the whole-word arms (their training masks are words)."""
+    return "whole_words" if arm in WHOLE_WORD_ARMS else "at_mask"
+
+
+def split_bits(result: dict, split: str, key: str) -> float:
+    """The loss at ``<mask>`` (bits) of a result.json on ``split`` (valid or
+    test) under yardstick ``key`` (``at_mask`` or ``whole_words``)."""
+    scores = result["final_scores" if split == "valid" else "test_scores"]
+    found = scores.get(key)
+    return found["loss_bits"] if found else math.nan
+
+
+def split_unigram_bits(result: dict, split: str, key: str) -> float:
+    scores = result["final_scores" if split == "valid" else "test_scores"]
+    return scores["unigram_at_mask_bits"] if key == "at_mask" else scores["whole_words"]["unigram_bits"]
+
+
+def selection_bits(arm: str, result: dict) -> float:
+    """What an arm's learning rate is chosen on: its own yardstick, valid split."""
+    return split_bits(result, "valid", yardstick(arm))
+
+
 def mean_sd(values: List[float]):
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -32,10 +72,11 @@ def mean_sd(values: List[float]):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def loss_at(curve: List[dict], axis: str, value: float) -> float:
-    """The loss at ``<mask>`` where the curve's ``axis`` ("seconds" of training
-    or "tokens" processed) reaches ``value``, linear between evaluations."""
-    points = sorted((p[axis], p["at_mask_bits"]) for p in curve)
+def loss_at(curve: List[dict], axis: str, value: float, key: str = "at_mask_bits") -> float:
+    """The loss ``key`` (``at_mask_bits``, ``at_mask_ww_bits``) where the
+    curve's ``axis`` ("seconds" of training or "tokens" processed) reaches
+    ``value``, linear between evaluations."""
+    points = sorted((p[axis], p[key]) for p in curve)
     if value <= points[0][0]:
         return points[0][1]
     for (t0, y0), (t1, y1) in zip(points, points[1:]):
@@ -64,44 +105,72 @@ def verdict(ours: List[float], random: List[float], lower_is_better: bool = True
     return {"difference": difference, "standard_error": error, "verdict": call}
 
 
-def summarise(results: Dict[str, List[dict]]) -> Dict[str, Dict]:
-    """Per arm: means and spreads of the final loss at ``<mask>``, the other
-    kinds of position and the references, training seconds, tokens, probes;
-    verdicts against random at equal updates and equal
-    tokens processed and equal seconds (each the smaller of the two arms'
-    means: a longer arm is read off its curve there)."""
+CURVE_KEYS = {"at_mask": "at_mask_bits", "whole_words": "at_mask_ww_bits"}
+
+
+def grid_cell(result: dict) -> Dict:
+    """A grid job's figures: valid split, both yardsticks, collapse."""
+    return {
+        "at_mask_bits": split_bits(result, "valid", "at_mask"),
+        "whole_words_bits": split_bits(result, "valid", "whole_words"),
+        "collapsed": result["collapsed"],
+    }
+
+
+def summarise(results: Dict[str, List[dict]], grid: "Grid") -> Dict[str, Dict]:
+    """Per arm (``results``: its seeds at the chosen rate): the rate and its
+    grid (seed 1, valid, both yardsticks, collapse); on the test split the
+    means and spreads over seeds of the loss at ``<mask>`` on both
+    yardsticks with their unigram references, the spread of the predictions,
+    the other kinds of position; training seconds, tokens, probes; verdicts
+    against random masking on both yardsticks at equal updates (test), and on
+    the arm's own yardstick at equal tokens and seconds (the valid curves:
+    each the smaller of the two arms' means, a longer arm read off its curve)."""
     summary = {}
     random = results.get("random", [])
     for arm, seeds in results.items():
-        final = [r["final_at_mask_bits"] for r in seeds]
-        scores = [r["final_scores"] for r in seeds]
-        seconds = [r["train_seconds"] for r in seeds]
-        layers = len(seeds[0]["pos_probe"]["layer_accuracy"])
+        own = yardstick(arm)
+        tests = [r["test_scores"] for r in seeds]
+        layers = len(seeds[0]["pos_probe"]["layer_accuracy"]) if seeds[0]["pos_probe"] else 0
         row = {
+            "lr": seeds[0]["lr"],
+            "yardstick": own,
+            "grid": {lr_label(lr): grid_cell(found[1]) for lr, found in sorted(grid.get(arm, {}).items()) if 1 in found},
             "seeds": [r["seed"] for r in seeds],
+            "collapsed_seeds": [r["seed"] for r in seeds if r["collapsed"]],
             "decoder_loss": seeds[0]["decoder_loss"],
-            "final_at_mask_bits": mean_sd(final),
-            "unigram_at_mask_bits": mean_sd([s["unigram_at_mask_bits"] for s in scores]),
-            "neighbours_at_mask_bits": mean_sd([s["neighbours_at_mask_bits"] for s in scores]),
-            "at_unchanged_bits": mean_sd([s["at_unchanged"]["loss_bits"] for s in scores]),
-            "all_predicted_bits": mean_sd([s["all_predicted_bits"] for s in scores]),
-            "train_seconds": mean_sd(seconds),
+            "ranking_bits": mean_sd([split_bits(r, "test", own) for r in seeds]),
+            "test_at_mask_bits": mean_sd([split_bits(r, "test", "at_mask") for r in seeds]),
+            "test_unigram_at_mask_bits": mean_sd([t["unigram_at_mask_bits"] for t in tests]),
+            "test_whole_words_bits": mean_sd([split_bits(r, "test", "whole_words") for r in seeds]),
+            "test_unigram_whole_words_bits": mean_sd([t["whole_words"]["unigram_bits"] for t in tests]),
+            "test_spread_at_mask_bits": mean_sd([t["spread_at_mask_bits"] for t in tests]),
+            "test_at_unchanged_bits": mean_sd([t["at_unchanged"]["loss_bits"] for t in tests]),
+            "test_all_predicted_bits": mean_sd([t["all_predicted_bits"] for t in tests]),
+            "valid_at_mask_bits": mean_sd([split_bits(r, "valid", "at_mask") for r in seeds]),
+            "valid_whole_words_bits": mean_sd([split_bits(r, "valid", "whole_words") for r in seeds]),
+            "train_seconds": mean_sd([r["train_seconds"] for r in seeds]),
             "tokens": mean_sd([r["curve"][-1]["tokens"] for r in seeds]),
             "test_top1_at_mask": mean_sd([r["test_top1_at_mask"] for r in seeds]),
             "genre_accuracy": mean_sd([r["genre_accuracy"] for r in seeds]),
             "pos_probe": [mean_sd([r["pos_probe"]["layer_accuracy"][k] for r in seeds]) for k in range(layers)],
         }
         if random and arm != "random":
-            row["vs_random_equal_updates"] = verdict(final, [r["final_at_mask_bits"] for r in random])
+            for key in CURVE_KEYS:
+                row[f"vs_random_{key}"] = verdict([split_bits(r, "test", key) for r in seeds],
+                                                  [split_bits(r, "test", key) for r in random])  # fmt: skip
+            row["vs_random_equal_updates"] = row[f"vs_random_{own}"]
             for axis in ("tokens", "seconds"):
                 common = min(statistics.fmean(r["curve"][-1][axis] for r in seeds),
                              statistics.fmean(r["curve"][-1][axis] for r in random))  # fmt: skip
                 row[f"equal_{axis}"] = common
                 row[f"vs_random_equal_{axis}"] = verdict(
-                    [loss_at(r["curve"], axis, common) for r in seeds], [loss_at(r["curve"], axis, common) for r in random]
+                    [loss_at(r["curve"], axis, common, CURVE_KEYS[own]) for r in seeds],
+                    [loss_at(r["curve"], axis, common, CURVE_KEYS[own]) for r in random],
                 )
-            row["vs_random_pos_probe"] = verdict([r["pos_probe"]["layer_accuracy"][-1] for r in seeds],
-                                                 [r["pos_probe"]["layer_accuracy"][-1] for r in random], False)  # fmt: skip
+            if layers and random[0]["pos_probe"]:
+                ours, theirs = ([r["pos_probe"]["layer_accuracy"][-1] for r in found] for found in (seeds, random))
+                row["vs_random_pos_probe"] = verdict(ours, theirs, False)
             if all(r["genre_accuracy"] is not None for r in seeds + random):
                 row["vs_random_genre"] = verdict([r["genre_accuracy"] for r in seeds], [r["genre_accuracy"] for r in random],
                                                  False)  # fmt: skip
@@ -185,46 +254,93 @@ def fmt(pair, digits=4) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, genre_majority: Optional[float]) -> str:
+def cell(pair, digits=3) -> str:
+    return fmt(pair, digits)
+
+
+Grid = Dict[str, Dict[float, Dict[int, dict]]]  # {arm: {learning rate: {seed: result.json}}}
+
+
+Grid = Dict[str, Dict[float, Dict[int, dict]]]  # {arm: {learning rate: {seed: result.json}}}
+
+
+def grid_markdown(grid: Grid, chosen: Dict[str, Optional[float]]) -> List[str]:
+    """The learning-rate grid: seed 1, valid split, loss at ``<mask>`` on the
+    standard mask / the whole-word yardstick, the chosen rate in bold."""
+    rates = sorted({lr for found in grid.values() for lr, seeds in found.items() if 1 in seeds})
     lines = [
-        f"Loss at the `<mask>` positions of the fixed standard validation mask (the ranking figure), against what "
-        f"ignoring context scores on the same positions (train unigram, {unigram_bits:.3f} bits) and the two-neighbour "
-        "count model; the loss where the input shows the original token and over all predicted positions (copying "
-        "included) are shown, never ranked. Mean ± sd over seeds.",
+        "Learning-rate grid: seed 1, valid split, loss at `<mask>` in bits on the standard mask / on the whole-word "
+        "yardstick; the arm's own yardstick (whole-word for whole-word arms) chooses, collapsed runs (one prediction "
+        "everywhere) only when every rate collapsed; **bold**: the chosen rate; `…`: not run.",
         "",
-        "| arm | seeds | loss at `<mask>` | below unigram | two neighbours | at unchanged | all predicted (copying) | "
-        "train s | tokens | top-1 at `<mask>` (test) | POS probe (last layer) | genre acc. |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | " + " | ".join(lr_label(lr) for lr in rates) + " | chosen |",
+        "|---|" + "---:|" * len(rates) + "---:|",
+    ]
+    for arm, found in grid.items():
+        cells = []
+        for lr in rates:
+            if 1 not in found.get(lr, {}):
+                cells.append("…")
+                continue
+            result = found[lr][1]
+            text = f"{split_bits(result, 'valid', 'at_mask'):.3f} / {split_bits(result, 'valid', 'whole_words'):.3f}"
+            text += " (collapsed)" if result["collapsed"] else ""
+            cells.append(f"**{text}**" if chosen.get(arm) == lr else text)
+        choice = chosen.get(arm)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {lr_label(choice) if choice else 'not yet'} |")
+    return lines
+
+
+def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dict]]], chosen: Dict[str, Optional[float]],
+             baselines: Dict, genre_majority: Optional[float], genre_random_init: List[float]) -> str:  # fmt: skip
+    lines = grid_markdown(grid, chosen) + [
+        "",
+        "At each arm's chosen rate, test split: the loss at the `<mask>` positions of the fixed standard mask and of "
+        "the whole-word yardstick (15 % of words, every piece masked), each against what ignoring context scores on "
+        "the same positions (the train unigram); an arm is ranked on its own yardstick (whole-word arms on the "
+        "whole-word one). Spread: how much the predictions at `<mask>` differ between positions (0: collapsed). "
+        "Mean ± sd over seeds.",
+        "",
+        "| arm | lr | seeds | ranked on | loss at `<mask>` | below unigram | whole-word: loss at `<mask>` | below unigram "
+        "| spread | collapsed seeds | top-1 at `<mask>` | POS probe (last layer) | genre acc. |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for arm, row in summary.items():
-        bits = row["final_at_mask_bits"]
         name = f"{arm} (decoder)" if row["decoder_loss"] else arm
+        standard, words = row["test_at_mask_bits"], row["test_whole_words_bits"]
         lines.append(
-            f"| {name} | {len(row['seeds'])} | {fmt(bits)} | {row['unigram_at_mask_bits'][0] - bits[0]:.3f} | "
-            f"{row['neighbours_at_mask_bits'][0]:.3f} | {row['at_unchanged_bits'][0]:.3f} | "
-            f"{row['all_predicted_bits'][0]:.3f} | {row['train_seconds'][0]:.0f} | {row['tokens'][0]:,.0f} | "
-            f"{fmt(row['test_top1_at_mask'])} | {fmt(row['pos_probe'][-1])} | {fmt(row['genre_accuracy'])} |"
+            f"| {name} | {lr_label(row['lr'])} | {len(row['seeds'])} | "
+            f"{'whole words' if row['yardstick'] == 'whole_words' else 'standard'} | {cell(standard)} | "
+            f"{row['test_unigram_at_mask_bits'][0] - standard[0]:.3f} | {cell(words)} | "
+            f"{row['test_unigram_whole_words_bits'][0] - words[0]:.3f} | {cell(row['test_spread_at_mask_bits'], 4)} | "
+            f"{', '.join(map(str, row['collapsed_seeds'])) or 'none'} | {cell(row['test_top1_at_mask'])} | "
+            f"{cell(row['pos_probe'][-1]) if row['pos_probe'] else 'n/a'} | {cell(row['genre_accuracy'])} |"
         )
     lines += ["", f"POS probe baselines: majority tag {baselines['majority']:.4f}, each piece's most frequent tag "
               f"{baselines['piece_majority']:.4f}, randomly initialised encoder (per layer) "
               f"{', '.join(f'{a:.4f}' for a in baselines['random_init'])}."]  # fmt: skip
     if genre_majority is not None:
-        lines.append(f"Genre task (15 classes, held-out documents): majority baseline {genre_majority:.4f}.")
+        random_init = mean_sd(genre_random_init)
+        lines.append(f"Genre task (15 classes, held-out documents): majority baseline {genre_majority:.4f}; a randomly "
+                     f"initialised encoder fine-tuned the same way {fmt(random_init)} "
+                     f"({len(genre_random_init)} seeds).")  # fmt: skip
     lines += [
         "",
-        "Verdicts against random masking (`masked_lm_plus` defaults) on the loss at `<mask>`: difference of the means "
-        "(ours − random), its standard error, and the call (ahead: better by more than 2 standard errors).",
+        "Verdicts against random masking (`masked_lm_plus` defaults, at its own chosen rate): difference of the means "
+        "(ours − random), its standard error, and the call (ahead: better by more than 2 standard errors). Equal "
+        "updates: the test split, on both yardsticks. Equal tokens and seconds: the arm's own yardstick, read off the "
+        "valid curves.",
         "",
-        "| arm | equal updates: Δ bits (SE) | call | equal tokens: at M | Δ bits (SE) | call | equal seconds: at s | "
-        "Δ bits (SE) | call | POS probe Δ (SE) | call | genre Δ (SE) | call |",
-        "|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|---|",
+        "| arm | standard: Δ bits (SE) | call | whole-word: Δ bits (SE) | call | equal tokens: at M | Δ bits (SE) | call "
+        "| equal seconds: at s | Δ bits (SE) | call | POS probe Δ (SE) | call | genre Δ (SE) | call |",
+        "|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|---|",
     ]
     for arm, row in summary.items():
-        if "vs_random_equal_updates" not in row:
+        if "vs_random_at_mask" not in row:
             continue
         cells = []
-        for key in ("vs_random_equal_updates", "vs_random_equal_tokens", "vs_random_equal_seconds", "vs_random_pos_probe",
-                    "vs_random_genre"):  # fmt: skip
+        for key in ("vs_random_at_mask", "vs_random_whole_words", "vs_random_equal_tokens", "vs_random_equal_seconds",
+                    "vs_random_pos_probe", "vs_random_genre"):  # fmt: skip
             if key == "vs_random_equal_tokens":
                 cells.append(f"{row['equal_tokens'] / 1e6:.1f}")
             if key == "vs_random_equal_seconds":
@@ -235,3 +351,19 @@ def markdown(summary: Dict[str, Dict], unigram_bits: float, baselines: Dict, gen
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", DECODER_NOTE + "."]
     return "\n".join(lines)
+
+
+def parity_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], lr: float) -> List[str]:
+    """Stock ``masked_lm`` against ``masked_lm_plus``'s defaults (and with
+    ``--never-mask-bos-eos``) at one shared rate, valid split, per seed."""
+    rows = []
+    for arm in ("stock", "random", "random_never_bos_eos"):
+        found = grid.get(arm, {}).get(lr, {})
+        if found:
+            bits = [split_bits(found[seed], "valid", "at_mask") for seed in sorted(found)]
+            rows.append(f"| {arm} | {', '.join(map(str, sorted(found)))} | {', '.join(f'{b:.3f}' for b in bits)} | "
+                        f"{fmt(mean_sd(bits), 3)} |")  # fmt: skip
+    if not rows:
+        return []
+    return [f"Parity at lr {lr_label(lr)} (valid split, loss at `<mask>`, bits):", "",
+            "| arm | seeds | per seed | mean ± sd |", "|---|---|---|---:|", *rows]  # fmt: skip

@@ -52,6 +52,7 @@ from ..masking import (
     WeightedUnits,
 )
 from ..masking.draws import VERSION as DRAWS_VERSION
+from .collapse import CollapseMonitor
 from .config import (
     FullyExploredMaskedLMConfig,
     MaskedLMPlusConfig,
@@ -111,14 +112,16 @@ class MaskedLMPlusTask(MaskedLMTask):
         self.num_data_symbols = len(self.dictionary) - 1  # ids the .bin files may hold
         self.train_masker = build_masker(
             self.dictionary, self.mask_idx, rule, cfg.mask_whole_words, cfg.freq_weighted_replacement,
-            bpe=resolved(cfg, "word_bpe", None),
+            bpe=resolved(cfg, "word_bpe", None), never_mask_bos_eos=cfg.never_mask_bos_eos,
         )  # fmt: skip
         self.schedule = ratio_schedule(cfg)
         self.train_strategy = self.build_train_strategy(cfg)
         valid_masker = build_masker(
-            self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False
-        )
+            self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=False, frequency_weighted=False,
+            never_mask_bos_eos=True,
+        )  # fmt: skip
         self.valid_strategy = UniformUnits(valid_masker, RatioSchedule.build("constant", cfg.valid_mask_prob, 0))
+        self.valid_word_strategy = self.build_valid_word_strategy(cfg)
         self.pos_weighting: Optional[PosWeighting] = None
         if cfg.content_weighting == "pos":
             self.pos_weighting = PosWeighting(
@@ -131,7 +134,8 @@ class MaskedLMPlusTask(MaskedLMTask):
         self.model_dim: Optional[int] = None
         self.proposal_learner = None  # MAPNet's (see proposal_masking)
         # the reference of the masked-position loss: what ignoring context scores (see .position_kinds)
-        self.unigram_losses = unigram_losses(torch.tensor(self.dictionary.count), self.train_masker.special_ids)
+        self.unigram_losses = unigram_losses(torch.tensor(self.dictionary.count), valid_masker.special_ids)
+        self.collapse_monitor = CollapseMonitor(resolved(cfg, "lr", None))
 
     def build_train_strategy(self, cfg: MaskedLMPlusConfig) -> MaskingStrategy:
         """The strategy the options select: fully-explored, POS-weighted or uniform."""
@@ -146,6 +150,26 @@ class MaskedLMPlusTask(MaskedLMTask):
         if uses_spans(cfg):
             return SpanUnits(self.train_masker, self.schedule, cfg.mask_multiple_length, cfg.mask_stdev)
         return UniformUnits(self.train_masker, self.schedule)
+
+    def build_valid_word_strategy(self, cfg: MaskedLMPlusConfig) -> Optional[UniformUnits]:
+        """The whole-word yardstick (``--valid-whole-words``): uniform words at
+        ``--valid-mask-prob``, every piece of a chosen word predicted, 80/10/10
+        per word; None when off, or with ``auto`` when word starts are unknown."""
+        if cfg.valid_whole_words == "no":
+            return None
+        try:
+            masker = build_masker(
+                self.dictionary, self.mask_idx, STANDARD_VALID_RULE, whole_words=True, frequency_weighted=False,
+                bpe=resolved(cfg, "word_bpe", None), never_mask_bos_eos=True,
+            )  # fmt: skip
+        except MaskingOptionError as error:
+            if cfg.valid_whole_words == "yes":
+                raise MaskingOptionError(
+                    f"--valid-whole-words yes, but word starts are unknown: {error}; or use --valid-whole-words auto or no"
+                ) from error
+            logger.info("no whole-word validation yardstick (--valid-whole-words auto): %s", error)
+            return None
+        return UniformUnits(masker, RatioSchedule.build("constant", cfg.valid_mask_prob, 0))
 
     @classmethod
     def load_dict(cls, cfg):
@@ -276,7 +300,8 @@ class MaskedLMPlusTask(MaskedLMTask):
         """Say how many blocks hold fewer maskable tokens than --fe-segments,
         and what happens to them."""
         segments = self.train_strategy.copies
-        short = int((np.asarray(blocks.sizes) < segments + 2).sum())
+        reserved = 2 if self.cfg.never_mask_bos_eos else 0
+        short = int((np.asarray(blocks.sizes) < segments + reserved).sum())
         if short:
             logger.warning(
                 "%d of %d %s blocks have fewer than %d maskable tokens (--fe-segments): such a sequence "
@@ -311,6 +336,12 @@ class MaskedLMPlusTask(MaskedLMTask):
     def validation_masks(self, sample) -> MaskedTokens:
         """The fixed standard validation mask of ``sample``."""
         return self.valid_strategy(sample["net_input"]["src_tokens"], self.valid_draws(sample), 0)
+
+    def whole_word_validation_masks(self, sample) -> MaskedTokens:
+        """The fixed whole-word validation mask of ``sample`` (its own draws:
+        (--valid-mask-seed, sample id), another stream than the standard mask's)."""
+        draws = self._draws(sample, "valid_whole_words", self.cfg.valid_mask_seed, 0)
+        return self.valid_word_strategy(sample["net_input"]["src_tokens"], draws, 0)
 
     def mask_sample(self, sample, masked: MaskedTokens):
         """A copy of ``sample`` carrying ``masked`` (corrupted ``src_tokens``,
@@ -354,6 +385,7 @@ class MaskedLMPlusTask(MaskedLMTask):
         POS losses move once for the update (fairseq calls this once per
         update, on every rank)."""
         super().optimizer_step(optimizer, model, update_num)
+        self.collapse_monitor.observe_lr(optimizer.get_lr())
         if self.proposal_learner is not None:
             self.proposal_learner.step()
         if self.pos_weighting is not None:
@@ -362,7 +394,10 @@ class MaskedLMPlusTask(MaskedLMTask):
     def valid_step(self, sample, model, criterion):
         """The fixed standard mask, the criterion's loss, and the loss split by
         what the input shows at each predicted position (``loss_at_mask``
-        against ``unigram_at_mask``: see :mod:`.position_kinds`)."""
+        against ``unigram_at_mask``, ``spread_at_mask``: see
+        :mod:`.position_kinds`); the whole-word yardstick's ``<mask>``
+        figures (``*_at_mask_ww``) where it is on."""
+        clean = sample
         sample = self.mask_sample(sample, self.validation_masks(sample))
         with captured_logits(model) as logits:
             loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
@@ -374,7 +409,27 @@ class MaskedLMPlusTask(MaskedLMTask):
         if self.pos_weighting is not None and "pos" in sample and logits:
             sums, counts = self.pos_weighting.class_sums(sample, logits[0])
             logging_output.update(self.pos_weighting.logging_output(sample, sums, counts))
+        if self.valid_word_strategy is not None:
+            logging_output.update(self.whole_word_logging_output(clean, model))
         return loss, sample_size, logging_output
+
+    def whole_word_logging_output(self, sample, model):
+        """The ``<mask>``-position sums (``ww_mask_*``) of ``model`` on the
+        whole-word validation mask of the clean ``sample``."""
+        masked = self.whole_word_validation_masks(sample)
+        net_input = dict(sample["net_input"], src_tokens=masked.src_tokens)
+        with torch.no_grad():
+            logits = model(**net_input, masked_tokens=masked.predicted)[0]
+        output = kind_logging_output(logits, masked.src_tokens, masked.target, self.mask_idx, self.source_dictionary.pad(),
+                                     self.unigram_losses, prefix="ww")  # fmt: skip
+        return {key: value for key, value in output.items() if key.startswith("ww_mask_")}
+
+    def post_validate(self, model, stats, agg):
+        """After each validation (fairseq-train calls it): warn once when the
+        model has collapsed to one prediction (see :mod:`.collapse`)."""
+        warning = self.collapse_monitor.observe_validation(stats)
+        if warning:
+            logger.warning(warning)
 
     def capture_logits(self, model):
         """Collects the model's logits when per-tag losses are needed."""

@@ -81,10 +81,12 @@ class PosWeighting:
 
     def unit_weights(self, sample) -> torch.Tensor:
         """(B, L) float weights of the current running losses; positions
-        without a class (specials, padding) get weight 1 (never selected)."""
+        without a tag (``<s>``, ``</s>``: selectable unless
+        ``--never-mask-bos-eos``; padding: never) weigh as a tag whose running
+        loss is the mean of all tags' (z-score 0: sigmoid(0) = 0.5)."""
         classes = self.classes(sample)
         weights = self.tracker.weights().to(classes.device)
-        return torch.where(classes >= 0, weights[classes.clamp(min=0)], torch.ones_like(classes, dtype=weights.dtype))
+        return torch.where(classes >= 0, weights[classes.clamp(min=0)], torch.full_like(classes, 0.5, dtype=weights.dtype))
 
     # --------------------------------------------------------- observations
 
