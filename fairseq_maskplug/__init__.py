@@ -5,16 +5,12 @@
 criterions and models.
 """
 
-import os
-
-# torch >= 2.6 loads checkpoints with weights_only=True, which refuses fairseq's
-# checkpoints (they pickle argparse/omegaconf objects). setdefault: a user's own
-# choice wins.
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
-from .platform_warnings import silence_platform_notices  # noqa: E402
+from .platform_warnings import silence_platform_notices
+from .safe_loading import allow_checkpoint_types
 
 silence_platform_notices()
+# torch's safe loader reads fairseq's checkpoints once their one extra type is allow-listed (safe_loading.py)
+allow_checkpoint_types()
 
 # masking/ is pure torch and must import without fairseq; everything that
 # registers with fairseq is imported only where fairseq is installed.
@@ -25,8 +21,10 @@ except ModuleNotFoundError as error:
         raise
 else:
     from . import criterions, models, tasks  # noqa: E402,F401
+    from .atomic_checkpoints import install as install_atomic_checkpoint_copies  # noqa: E402
     from .clean_exit import register as register_clean_exit  # noqa: E402
 
     register_clean_exit()
+    install_atomic_checkpoint_copies()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

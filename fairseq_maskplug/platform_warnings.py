@@ -5,19 +5,15 @@ can change, filtered (exactly those, nothing else) when the plugin loads:
   (``hydra.experimental.initialize``/``compose`` without a ``version_base``,
   ``strict=``, ``# @package _group_`` headers, schema matching by name): six
   multi-line ``UserWarning``s from hydra's own modules, and the
-  schema-matching one, which hydra raises from outside the stack;
-- torch's notice that ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (which this package
-  sets so that fairseq's checkpoints load) forces ``weights_only=False``.
+  schema-matching one, which hydra raises from outside the stack.
 """
 
 import warnings
 
 HYDRA_MODULES = r"hydra(\..*)?$"
 SCHEMA_MATCHING = r"\s*'\w+' is validated against ConfigStore schema with the same name"
-WEIGHTS_ONLY_NOTICE = r"Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected"
 
 
 def silence_platform_notices():
     warnings.filterwarnings("ignore", category=UserWarning, module=HYDRA_MODULES)
     warnings.filterwarnings("ignore", message=SCHEMA_MATCHING, category=UserWarning)
-    warnings.filterwarnings("ignore", message=WEIGHTS_ONLY_NOTICE, category=UserWarning)

@@ -22,6 +22,7 @@ from filelock import FileLock
 
 from fairseq_maskplug.corpus.sources import PACKAGED_BROWN
 from fairseq_maskplug.experiments.configurations import TINY, method_flags
+from fairseq_maskplug.safe_loading import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO_ROOT / "fairseq_maskplug")
@@ -351,7 +352,7 @@ def tensorboard_tags(logdir) -> set:
 
 
 def checkpoint_state(path) -> Dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint(path)
 
 
 def max_param_difference(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:

@@ -217,3 +217,83 @@ def test_a_legacy_format_checkpoint_is_checked_too(checkpoints, brown_data, tmp_
     torch.save(state, save_dir / "checkpoint_last.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(ResumeMismatchError, match=r"--task: masked_lm in the checkpoint"):
         train_in_process(train_args(brown_data, save_dir, updates=4, total_updates=4))
+
+
+# ------------------------------------------------------- interrupted saves
+
+# the second copy of the interval checkpoint to checkpoint_last.pt writes 4 KiB, says so and stalls: the test
+# kills the run there. {copier}: the plugin's atomic copy (shutil.copyfileobj into checkpoint_last.pt.partial),
+# or fairseq's own copy (shutil.copyfile), the plugin's fix undone
+SLOW_SECOND_COPY = """
+import shutil, sys, time
+_copies = []
+def _stall(target):
+    _copies.append(target)
+    if len(_copies) == 2:
+        print("COPYING", target, flush=True)
+        time.sleep(120)
+{copier}
+"""
+ATOMIC_COPIER = """
+_copyfileobj = shutil.copyfileobj
+def _copyfileobj_slowly(source, target, length=0):
+    if target.name.endswith("checkpoint_last.pt.partial"):
+        target.write(source.read(4096)); target.flush()
+        _stall(target.name)
+    return _copyfileobj(source, target, length)
+shutil.copyfileobj = _copyfileobj_slowly
+"""
+FAIRSEQ_COPIER = """
+import fairseq_maskplug
+from fairseq import checkpoint_utils, file_io
+checkpoint_utils.PathManager = file_io.PathManager  # fairseq 0.12 as it is
+_copyfile = shutil.copyfile
+def _copyfile_slowly(source, target, **kwargs):
+    if str(target).endswith("checkpoint_last.pt"):
+        with open(source, "rb") as s, open(target, "wb") as t:
+            t.write(s.read(4096)); t.flush()
+        _stall(str(target))
+    return _copyfile(source, target, **kwargs)
+shutil.copyfile = _copyfile_slowly
+"""
+
+
+def killed_while_copying(args, copier: str) -> str:
+    """Start fairseq-train ARGS, SIGKILL it while it copies its second
+    interval checkpoint to checkpoint_last.pt; return its output."""
+    run = start_fairseq_train(args, SLOW_SECOND_COPY.format(copier=copier))
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if line.startswith("COPYING"):
+            run.kill()
+            break
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL, "".join(lines)[-3000:]
+    return "".join(lines)
+
+
+def test_a_run_killed_inside_the_copy_to_checkpoint_last_resumes_from_a_whole_checkpoint(brown_data, tmp_path, caplog):
+    """Killed while copying the update-8 checkpoint to checkpoint_last.pt:
+    with fairseq's own copy the file is truncated (unloadable); with the
+    plugin's, checkpoint_last.pt is still update 4's, whole, and the same
+    command resumes from it to exactly the uninterrupted run's state."""
+    output = killed_while_copying(method_args("masked_lm_plus", brown_data, tmp_path / "fairseq"), FAIRSEQ_COPIER)
+    assert "COPYING" in output and (tmp_path / "fairseq" / "checkpoint_last.pt").stat().st_size == 4096
+    with pytest.raises(RuntimeError, match="failed reading zip archive"):
+        torch.load(tmp_path / "fairseq" / "checkpoint_last.pt")
+
+    args = method_args("masked_lm_plus", brown_data, tmp_path / "killed")
+    output = killed_while_copying(args, ATOMIC_COPIER)
+    assert "checkpoint_last.pt.partial" in output.splitlines()[-1]
+    assert training_state(tmp_path / "killed" / "checkpoint_last.pt")["num_updates"] == SAVE_EVERY  # whole, update 4's
+    caplog.set_level(logging.INFO)
+    train_in_process(args)  # the same command again
+    assert f"(epoch 1 @ {SAVE_EVERY} updates)" in caplog.text
+    assert not (tmp_path / "killed" / "checkpoint_last.pt.partial").exists()  # the next copy replaced it
+    train_in_process(method_args("masked_lm_plus", brown_data, tmp_path / "straight"))
+    assert_identical(
+        training_state(tmp_path / "killed" / "checkpoint_last.pt"),
+        training_state(tmp_path / "straight" / "checkpoint_last.pt"),
+        "resumed after a kill inside the copy",
+    )

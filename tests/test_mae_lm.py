@@ -201,7 +201,9 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
         "--log-format", "simple", "--log-interval", "1",
     ]  # fmt: skip
     code = (
-        "import sys, json, torch\n"
+        "import argparse, sys, json, torch\n"
+        "import os; assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ  # safe loading on\n"
+        "torch.serialization.add_safe_globals([argparse.Namespace])  # as docs/methods/mae_lm.md says\n"
         "from fairseq.models.roberta import RobertaModel\n"
         f"m = RobertaModel.from_pretrained({str(export)!r}, 'model.pt', bpe='sentencepiece').eval()\n"
         "tokens = m.encode('The jury said it did find that many of the laws are outmoded.')\n"
@@ -212,7 +214,7 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
         "sys.argv = ['fairseq-train'] + sys.argv[1:]\n"
         "cli_main()\n"
     )
-    stock_env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"} | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    stock_env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"}
     run = subprocess.run([sys.executable, "-c", code, *finetune], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     stock = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("ENCODED "))[len("ENCODED ") :])
@@ -253,7 +255,7 @@ def test_export_of_an_encoder_with_fewer_positions_than_the_check_batch(brown_da
     blocks = ["--tokens-per-sample", "16", "--max-positions", "16"]
     train_in_process(mae_args(brown_data, tmp_path / "mae", updates=2) + blocks)
     path = export_roberta(str(tmp_path / "mae" / "checkpoint_last.pt"), str(tmp_path / "out"))
-    assert torch.load(path, map_location="cpu", weights_only=False)["cfg"]["model"].max_positions == 16
+    assert torch.load(path, map_location="cpu")["cfg"]["model"].max_positions == 16  # safe loading, the plugin's allow-list
 
 
 def test_export_refuses_a_roberta_checkpoint(brown_data, tmp_path):

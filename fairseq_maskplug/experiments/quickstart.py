@@ -21,6 +21,7 @@ from typing import List, Tuple
 import torch
 
 from ..diagnostics.validation import load_for_masking, validation_scores
+from ..safe_loading import load_checkpoint
 
 
 def held_out_sentences(data: Path, count: int, seed: int = 0) -> List[str]:
@@ -61,7 +62,7 @@ def summary(save_dir: Path, log_file: Path, data: Path, sentences: int = 4) -> s
     import sentencepiece as spm
 
     last = save_dir / "checkpoint_last.pt"
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = load_checkpoint(last)
     task, model = load_for_masking(str(last), str(data))
     scores = validation_scores(str(last), str(data), loaded=(task, model))
     lines = [

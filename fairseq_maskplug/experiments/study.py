@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..safe_loading import STOCK_FAIRSEQ_TRAIN
 from .configurations import CONFIGURATIONS, FE_COPIES, EncoderSize, TrainingConfiguration, is_mae_lm, method_flags
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -350,7 +351,8 @@ def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: 
 
 
 def genre_accuracy(checkpoint: Optional[Path], mae_lm: bool, seed: int, settings: StudySettings, out: Path) -> float:
-    """Stock fairseq sentence_prediction fine-tuning (no --user-dir) from the
+    """Stock fairseq sentence_prediction fine-tuning (no --user-dir; safe
+    loading with fairseq's one extra type allowed: ``STOCK_FAIRSEQ_TRAIN``) from the
     checkpoint (None: a randomly initialised encoder), MAE-LM through
     export_roberta; the held-out accuracy after the last epoch (no selection on it)."""
     restore = checkpoint
@@ -360,7 +362,7 @@ def genre_accuracy(checkpoint: Optional[Path], mae_lm: bool, seed: int, settings
         restore = Path(export_roberta(str(checkpoint), str(out / "exported"), force=True))
     config = settings.config
     command = [
-        sys.executable, "-m", "fairseq_cli.train", settings.genre_dir, "--task", "sentence_prediction",
+        sys.executable, "-c", STOCK_FAIRSEQ_TRAIN, settings.genre_dir, "--task", "sentence_prediction",
         "--num-classes", str(genre_classes(settings.genre_dir)), "--criterion", "sentence_prediction",
         *(["--restore-file", str(restore)] if restore else []), "--reset-optimizer", "--reset-dataloader",
         "--reset-meters", "--reset-lr-scheduler", *config.encoder.flags(), "--arch", "roberta",
@@ -371,7 +373,6 @@ def genre_accuracy(checkpoint: Optional[Path], mae_lm: bool, seed: int, settings
         "--seed", str(seed), "--no-save", "--log-format", "json", "--log-interval", "100",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # stock fairseq: the plugin is not importable
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=out)
     (out / "genre.log").write_text(run.stdout + run.stderr)
     if run.returncode != 0:

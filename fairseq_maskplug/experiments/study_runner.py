@@ -256,12 +256,12 @@ def mechanisms(settings: StudySettings, out: Path, chosen: Dict[str, Optional[fl
 def pos_losses(checkpoints: Path) -> Dict[str, Dict[str, float]]:
     """Bias-corrected running loss per tag (bits) at the first interval
     checkpoint and the last: s / (1 − μ^n), n the updates that saw the tag."""
-    import torch
+    from ..safe_loading import load_checkpoint
 
     paths = sorted(checkpoints.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
     found = {}
     for label, path in (("early", paths[0]), ("late", paths[-1])):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path)
         momentum = state["cfg"]["task"]["pos_momentum"]
         tracker = state["task_state"]["pos_running_loss"]
         corrected = tracker["running"] / (1 - momentum ** tracker["observations"]).clamp(min=1e-12)

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..errors import ExportError
+from ..safe_loading import load_checkpoint
 
 LOGIT_TOLERANCE = 1e-4
 
@@ -64,7 +65,7 @@ def fairseq_model(checkpoint: str, data: Optional[str]):
 
     from ..diagnostics.validation import load_for_masking
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)
     data = data or str(state["cfg"]["task"]["data"]).split(":")[0]
     if not os.path.isfile(os.path.join(data, "dict.txt")):
         raise ExportError(f"no dict.txt in {data}: pass --data, the data dir the model was trained on")

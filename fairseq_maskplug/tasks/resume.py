@@ -17,10 +17,9 @@ import os
 from enum import Enum
 from typing import Any, Dict, List, Mapping, Optional
 
-import torch
-
 from ..errors import ResumeMismatchError
 from ..masking.draws import VERSION as DRAWS_VERSION
+from ..safe_loading import load_checkpoint
 from .config import flag, resolved
 
 logger = logging.getLogger(__name__)
@@ -114,9 +113,9 @@ def load_checkpoint_lazily(path: str) -> dict:
     state are read) where the file format allows; legacy (pre-zip) files,
     such as the published roberta.base, are read whole."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return load_checkpoint(path, mmap=True)
     except RuntimeError:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_checkpoint(path)
 
 
 def task_state_to_restore(task_cfg, criterion_cfg) -> Optional[dict]:
