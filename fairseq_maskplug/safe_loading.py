@@ -12,11 +12,22 @@ resumed runs, MAE-LM before and after export; ``tests/test_safe_loading.py``).
 Importing the plugin allow-lists exactly that type, so fairseq's own
 ``torch.load`` (no ``weights_only`` argument) reads those checkpoints with
 safe loading on; a checkpoint holding any other type is still refused.
+
+One more path unpickles: when every data-parallel rank resumes, rank 0 loads
+the checkpoint and fairseq sends its state to the other ranks by pickling it
+(``distributed.utils._broadcast_object_slow``), its configuration by then
+omegaconf objects. Those bytes come from rank 0's memory, not from a file;
+while fairseq unpickles them, and only then, the omegaconf types of
+:func:`broadcast_types` are allowed too (:func:`allow_resume_broadcast`).
+
 Nothing else changes: no environment variable is set, no warning filtered,
 and child processes inherit nothing.
 """
 
 import argparse
+import collections
+import functools
+import typing
 
 import torch
 
@@ -28,6 +39,40 @@ STOCK_FAIRSEQ_TRAIN = (
     "import argparse, sys, torch; torch.serialization.add_safe_globals([argparse.Namespace]); "
     "sys.argv[0] = 'fairseq-train'; from fairseq_cli.train import cli_main; cli_main()"
 )
+
+
+def broadcast_types() -> tuple:
+    """What rank 0's resumed state holds once fairseq has turned its config
+    into omegaconf objects and set its tensors aside (found with
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` on it), and
+    omegaconf's other value nodes."""
+    from fairseq.distributed.utils import _TensorPlaceholder
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    return (
+        DictConfig, ListConfig, ContainerMetadata, Metadata, nodes.AnyNode, nodes.StringNode, nodes.IntegerNode,
+        nodes.FloatNode, nodes.BooleanNode, typing.Any, dict, list, int, collections.defaultdict, _TensorPlaceholder,
+    )  # fmt: skip
+
+
+def allow_resume_broadcast():
+    """While fairseq's ``_broadcast_object_slow`` runs, torch's safe loader
+    also allows :func:`broadcast_types` (idempotent)."""
+    from fairseq.distributed import utils as distributed_utils
+
+    original = distributed_utils._broadcast_object_slow
+    if getattr(original, "allows_resume_broadcast", False):
+        return
+    allowed = [*CHECKPOINT_TYPES, *broadcast_types()]
+
+    @functools.wraps(original)
+    def broadcast_object_slow(*args, **kwargs):
+        with torch.serialization.safe_globals(allowed):
+            return original(*args, **kwargs)
+
+    broadcast_object_slow.allows_resume_broadcast = True
+    distributed_utils._broadcast_object_slow = broadcast_object_slow
 
 
 def allow_checkpoint_types():

@@ -246,26 +246,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int = 300, preamble: str = "") -> List[str]:
-    """Run ``world_size`` ranks of fairseq-train on the CPU with gloo (the flags
-    DESIGN.md gives); returns each rank's combined output. Raises if any fails."""
+def start_ranks(args: Sequence[str], preambles: Sequence[str]) -> List[subprocess.Popen]:
+    """One fairseq-train process per preamble, rank R running ``preambles[R]``,
+    on the CPU with gloo (the flags DESIGN.md gives), output captured."""
     port = free_port()
-    procs = []
-    for rank in range(world_size):
-        rank_args = [
-            *args, "--distributed-world-size", str(world_size), "--distributed-backend", "gloo",
-            "--distributed-no-spawn", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
-            "--distributed-rank", str(rank), "--ddp-backend", "legacy_ddp",
-        ]  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                fairseq_train_command(rank_args, preamble),
-                env=CHILD_ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+    return [
+        subprocess.Popen(
+            fairseq_train_command(
+                [
+                    *args,
+                    "--distributed-world-size",
+                    str(len(preambles)),
+                    "--distributed-backend",
+                    "gloo",
+                    "--distributed-no-spawn",
+                    "--distributed-init-method",
+                    f"tcp://127.0.0.1:{port}",
+                    "--distributed-rank",
+                    str(rank),
+                    "--ddp-backend",
+                    "legacy_ddp",
+                ],  # fmt: skip
+                preamble,
+            ),
+            env=CHILD_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        for rank, preamble in enumerate(preambles)
+    ]
+
+
+def train_data_parallel(args: Sequence[str], world_size: int = 2, timeout: int = 300, preamble: str = "") -> List[str]:
+    """Run ``world_size`` ranks of fairseq-train (:func:`start_ranks`);
+    returns each rank's combined output. Raises if any fails."""
+    procs = start_ranks(args, [preamble] * world_size)
     outputs = []
     try:
         for proc in procs:

@@ -203,7 +203,7 @@ def test_the_plan_follows_the_result_files(tmp_path):
         write(fake_result("random", lr, 1, bits))
     write(fake_result("cosine", 1e-3, 1, 6.0))
     write(fake_result("random", 1e-3, 3, 6.4, probed=True))
-    plan = plan_jobs(settings, ["random", "cosine"], [1, 2, 3], parity=False)
+    plan = plan_jobs(settings, ["random", "cosine"], [1, 2, 3], parity=False, rates=(5e-4, 1e-3, 2e-3, 5e-3))
     assert plan == [Job("random", 1, 1e-3, True), Job("random", 2, 1e-3, True),
                     Job("cosine", 1, 5e-4, False), Job("cosine", 1, 2e-3, False), Job("cosine", 1, 5e-3, False)]  # fmt: skip
     parity = plan_jobs(settings, [], [1], parity=True)

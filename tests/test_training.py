@@ -3,6 +3,7 @@ and half precision on the CPU without apex (resume: test_interrupted_training;
 data-parallel: test_data_parallel)."""
 
 import json
+import logging
 import math
 import statistics
 import subprocess
@@ -12,7 +13,16 @@ import torch
 
 from fairseq_maskplug.diagnostics.validation import validation_scores
 from fairseq_maskplug.experiments.configurations import STUDY
-from harness import CHILD_ENV, checkpoint_state, logged_values, train_args, train_in_process
+from harness import (
+    CHILD_ENV,
+    METHOD_FLAGS,
+    POS_METHODS,
+    checkpoint_state,
+    logged_values,
+    max_param_difference,
+    train_args,
+    train_in_process,
+)
 
 BLOCK_APEX = (
     "import sys\n"
@@ -75,3 +85,30 @@ def test_half_precision_on_cpu_without_apex(brown_data, tmp_path):
         assert losses and all(math.isfinite(x) for x in losses), name
         state = checkpoint_state(tmp_path / name / "checkpoint_last.pt")
         assert all(torch.isfinite(p.float()).all() for p in state["model"].values())
+
+
+def test_bf16_trains_every_method_on_the_cpu(brown_data, brown_pos_data, tmp_path, caplog):
+    """--bf16 (which fairseq 0.12 alone takes for a TPU, failing without
+    torch_xla): the plugin says it trains in bfloat16 on the CPU; every method
+    trains 10 updates to finite parameters; masked_lm_plus, dropout off, ends
+    within 0.1 bit of fp32 over every predicted position of the fixed standard
+    mask, with parameters that moved differently (bfloat16 arithmetic ran).
+    The GPU check compares every method with fp32 on CUDA (tests/test_gpu.py)."""
+    caplog.set_level(logging.INFO)
+    states = {}
+    runs = [(method, "bf16") for method in sorted(METHOD_FLAGS)] + [("masked_lm_plus", "fp32")]
+    for method, precision in runs:
+        data = brown_pos_data if method in POS_METHODS else brown_data
+        extra = [*METHOD_FLAGS[method], "--dropout", "0", "--attention-dropout", "0"] + (
+            ["--bf16"] if precision == "bf16" else []
+        )
+        save_dir = tmp_path / f"{method}-{precision}"
+        train_in_process(train_args(data, save_dir, updates=10, batch_size=16, extra=extra))
+        states[method, precision] = checkpoint_state(save_dir / "checkpoint_last.pt")
+        assert states[method, precision]["optimizer_history"][-1]["num_updates"] == 10, method
+        assert all(torch.isfinite(v.float()).all() for v in states[method, precision]["model"].values()), method
+    assert "--bf16 without torch_xla: training in bfloat16 on the CPU, not on a TPU" in caplog.text
+    checkpoints = {p: str(tmp_path / f"masked_lm_plus-{p}" / "checkpoint_last.pt") for p in ("bf16", "fp32")}
+    losses = {p: validation_scores(path, str(brown_data)).all_predicted_bits for p, path in checkpoints.items()}
+    assert abs(losses["bf16"] - losses["fp32"]) <= 0.1, losses
+    assert max_param_difference(states["masked_lm_plus", "bf16"]["model"], states["masked_lm_plus", "fp32"]["model"]) > 0
