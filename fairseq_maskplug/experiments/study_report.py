@@ -85,18 +85,19 @@ def loss_at(curve: List[dict], axis: str, value: float, key: str = "at_mask_bits
     return points[-1][1]
 
 
-def verdict(ours: List[float], random: List[float], lower_is_better: bool = True) -> Dict:
+def verdict(ours: List[float], random: List[float], lower_is_better: bool = True, fixed_reference: bool = False) -> Dict:
     """Mean difference against random masking and its standard error over
     seeds; "ahead" when the difference favours ours by more than twice the
     standard error, "behind" when it disfavours it by as much, else "within
     noise"; "too few seeds" when either side has fewer than two (its spread
-    is unknown)."""
+    is unknown). ``fixed_reference``: ``random`` is one figure without a
+    spread of its own (a baseline measured once); only ours needs seeds."""
     (m_ours, s_ours), (m_random, s_random) = mean_sd(ours), mean_sd(random)
     difference = m_ours - m_random
     error = math.sqrt(s_ours**2 / max(len(ours), 1) + s_random**2 / max(len(random), 1))
     better = -difference if lower_is_better else difference
     call = "within noise"
-    if min(len(ours), len(random)) < 2:
+    if len(ours) < 2 or (len(random) < 2 and not fixed_reference):
         call = "too few seeds"
     elif better > 2 * error:
         call = "ahead"
@@ -117,7 +118,8 @@ def grid_cell(result: dict) -> Dict:
     }
 
 
-def summarise(results: Dict[str, List[dict]], grid: "Grid") -> Dict[str, Dict]:
+def summarise(results: Dict[str, List[dict]], grid: "Grid", baselines: Optional[Dict] = None,
+              genre_random_init: Optional[List[float]] = None) -> Dict[str, Dict]:  # fmt: skip
     """Per arm (``results``: its seeds at the chosen rate): the rate and its
     grid (seed 1, valid, both yardsticks, collapse); on the test split the
     means and spreads over seeds of the loss at ``<mask>`` on both
@@ -125,7 +127,10 @@ def summarise(results: Dict[str, List[dict]], grid: "Grid") -> Dict[str, Dict]:
     the other kinds of position; training seconds, tokens, probes; verdicts
     against random masking on both yardsticks at equal updates (test), and on
     the arm's own yardstick at equal tokens and seconds (the valid curves:
-    each the smaller of the two arms' means, a longer arm read off its curve)."""
+    each the smaller of the two arms' means, a longer arm read off its curve);
+    the downstream figures against a randomly initialised encoder's
+    (``baselines["random_init"]``: the POS probe's, per layer, measured once;
+    ``genre_random_init``: the genre task's, per seed)."""
     summary = {}
     random = results.get("random", [])
     for arm, seeds in results.items():
@@ -155,6 +160,11 @@ def summarise(results: Dict[str, List[dict]], grid: "Grid") -> Dict[str, Dict]:
             "genre_accuracy": mean_sd([r["genre_accuracy"] for r in seeds]),
             "pos_probe": [mean_sd([r["pos_probe"]["layer_accuracy"][k] for r in seeds]) for k in range(layers)],
         }
+        if layers and baselines:
+            row["vs_random_init_pos_probe"] = verdict([r["pos_probe"]["layer_accuracy"][-1] for r in seeds],
+                                                      [baselines["random_init"][-1]], False, fixed_reference=True)  # fmt: skip
+        if genre_random_init and all(r["genre_accuracy"] is not None for r in seeds):
+            row["vs_random_init_genre"] = verdict([r["genre_accuracy"] for r in seeds], genre_random_init, False)
         if random and arm != "random":
             for key in CURVE_KEYS:
                 row[f"vs_random_{key}"] = verdict([split_bits(r, "test", key) for r in seeds],
@@ -316,6 +326,7 @@ def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dic
             f"{', '.join(map(str, row['collapsed_seeds'])) or 'none'} | {cell(row['test_top1_at_mask'])} | "
             f"{cell(row['pos_probe'][-1]) if row['pos_probe'] else 'n/a'} | {cell(row['genre_accuracy'])} |"
         )
+    lines += downstream_markdown(summary)
     lines += ["", f"POS probe baselines: majority tag {baselines['majority']:.4f}, each piece's most frequent tag "
               f"{baselines['piece_majority']:.4f}, randomly initialised encoder (per layer) "
               f"{', '.join(f'{a:.4f}' for a in baselines['random_init'])}."]  # fmt: skip
@@ -351,6 +362,30 @@ def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dic
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", DECODER_NOTE + "."]
     return "\n".join(lines)
+
+
+def downstream_markdown(summary: Dict[str, Dict]) -> List[str]:
+    """Each arm's POS probe (last layer) and genre accuracy against a
+    randomly initialised encoder probed or fine-tuned the same way, and
+    whether either task tells pre-training from none at all."""
+    rows = [(arm, row) for arm, row in summary.items() if "vs_random_init_pos_probe" in row or "vs_random_init_genre" in row]
+    if not rows:
+        return []
+    lines = ["", "Downstream against a randomly initialised encoder (same probe, same fine-tuning): difference "
+             "(arm − random init), its standard error, the call.", "",
+             "| arm | POS probe Δ (SE) | call | genre Δ (SE) | call |", "|---|---:|---|---:|---|"]  # fmt: skip
+    for arm, row in rows:
+        cells = []
+        for key in ("vs_random_init_pos_probe", "vs_random_init_genre"):
+            v = row.get(key)
+            cells += ["n/a", ""] if v is None else [f"{v['difference']:+.4f} ({v['standard_error']:.4f})", v["verdict"]]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    for key, task in (("vs_random_init_pos_probe", "The POS probe"), ("vs_random_init_genre", "The genre task")):
+        calls = [row[key]["verdict"] for _, row in rows if key in row]
+        if calls and "ahead" not in calls:
+            lines += ["", f"{task} does not tell pre-training from none at this size: no arm is ahead of a randomly "
+                      "initialised encoder on it, so it ranks nothing here."]  # fmt: skip
+    return lines
 
 
 def parity_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], lr: float) -> List[str]:

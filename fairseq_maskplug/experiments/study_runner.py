@@ -309,9 +309,9 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
     results = {arm: [found[seed] for seed in sorted(found)]
                for arm, lr in chosen.items() if lr is not None for found in [grid[arm][lr]]
                if all(r["test_scores"] and (r["pos_probe"] or not settings.probe_tokens) for r in found.values())}  # fmt: skip
-    summary = summarise(results, grid)
     baselines = probe_baselines(settings, out, grid)
-    genre_random_init = genre_baseline(settings, sorted({s for found in results.values() for s in (r["seed"] for r in found)}))
+    genre_random_init = genre_baseline(settings, sorted({r["seed"] for found in results.values() for r in found}))
+    summary = summarise(results, grid, baselines, genre_random_init)
     config = settings.config
     title = (f"STUDY: {config.encoder.layers} x {config.encoder.dim} encoder, {config.batch_size} x "
              f"{config.tokens_per_sample} tokens, {config.updates} updates, each arm at its chosen learning rate")  # fmt: skip
