@@ -214,6 +214,13 @@ OPTION_CATALOGUE = {
         ([*MAE, "--decoder-attention-heads", "3"], r"--decoder-embed-dim 64 must be divisible by --decoder-attention-heads 3")
     ],
     "decoder_dropout": [([*MAE, "--decoder-dropout", "1"], r"--decoder-dropout must lie in \[0, 1\), got 1.0")],
+    "decoder_positions": [
+        ([*MAE, "--decoder-positions", "shared"], r"invalid choice: 'shared'"),
+        (
+            [*MAE, "--decoder-positions", "encoder", "--decoder-embed-dim", "32", "--decoder-attention-heads", "2"],
+            r"--decoder-positions encoder shares the encoder's 64-wide position table, but --decoder-embed-dim is 32",
+        ),
+    ],
 }
 
 # options every value of which is valid (flags, free text, any integer)

@@ -27,7 +27,7 @@ def mae_args(data, save_dir, **kwargs):
     return args
 
 
-def build_models(task):
+def build_models(task, **options):
     """A tiny mae_lm and a stock roberta with the same encoder weights."""
     from fairseq.models.roberta import RobertaModel
 
@@ -43,6 +43,7 @@ def build_models(task):
         decoder_layers=size.decoder_layers,
         dropout=0.0,
         attention_dropout=0.0,
+        **options,
     )
     torch.manual_seed(0)
     mae = MaeLMModel.build_model(Namespace(**sizes), task)
@@ -54,6 +55,24 @@ def build_models(task):
 @pytest.fixture(scope="module")
 def models(brown_task):
     return build_models(brown_task)
+
+
+def test_the_decoder_reads_the_encoders_position_table_when_asked(brown_task, models):
+    """--decoder-positions encoder: the decoder's table is the encoder's
+    (one parameter, trained by both); by default it has its own, and the
+    default's initialisation is unchanged by the option's existence (the
+    same parameters from the same seed)."""
+    mae, _ = models
+    shared, _ = build_models(brown_task, decoder_positions="encoder")
+    encoder_table = shared.encoder.sentence_encoder.embed_positions.weight
+    assert shared.encoder.decoder.embed_positions.weight is encoder_table
+    assert mae.encoder.decoder.embed_positions.weight is not mae.encoder.sentence_encoder.embed_positions.weight
+    same_seed, _ = build_models(brown_task)
+    assert all(torch.equal(v, same_seed.state_dict()[k]) for k, v in mae.state_dict().items())
+    sample, masked = masked_batch(brown_task)
+    logits, _ = shared(masked["net_input"]["src_tokens"], masked_tokens=masked["target"].ne(1))
+    logits.float().logsumexp(-1).sum().backward()
+    assert encoder_table.grad is not None and encoder_table.grad.abs().sum() > 0
 
 
 def masked_batch(task, update=0, batch_size=8):

@@ -34,16 +34,16 @@ BLOCK_APEX = (
 )
 
 
-def test_defaults_train_no_worse_than_stock_masked_lm(brown_data, tmp_path):
+def test_defaults_train_like_stock_masked_lm(brown_data, tmp_path):
     """3 seeds of stock masked_lm and of masked_lm_plus (defaults), 100 updates
     each in the study's blocks and batch, scored at the <mask> positions of the
-    same fixed validation mask: masked_lm_plus's mean loss is no higher than
-    stock's plus the spread (max - min) of the 3 stock seeds. One-sided: stock
-    also masks and predicts <s> and </s> (a sixteenth of the positions of
-    16-piece blocks), so it puts probability on them that the <mask> positions
-    (never a special) do not need; measured here 0.05 bit above masked_lm_plus
-    (8.32 against 8.27; spread of the stock seeds 0.04; over seeds 1-5, every
-    stock seed above every masked_lm_plus one; at 150 updates 8.27 against 8.22)."""
+    same fixed validation mask: the two means are within the spread (max -
+    min) of the 3 stock seeds, both ways. Both select <s> and </s> like any
+    token; measured here: stock 8.322, 8.292, 8.333, masked_lm_plus 8.329,
+    8.296, 8.334 bits. 0.2's masked_lm_plus, which never selected them
+    (--never-mask-bos-eos), sat 0.05 bit below stock here (8.27 against 8.32)
+    and 0.3-0.4 bit above it after the study's 6,000 updates (docs/STUDY.md):
+    this test would have failed on it."""
     blocks = ["--tokens-per-sample", str(STUDY.tokens_per_sample), "--max-positions", str(STUDY.tokens_per_sample)]
     losses = {"masked_lm": [], "masked_lm_plus": []}
     for task in losses:
@@ -57,7 +57,7 @@ def test_defaults_train_no_worse_than_stock_masked_lm(brown_data, tmp_path):
     print(f"loss at <mask> (bits), fixed standard mask, 100 updates: {losses}")  # shown with pytest -s
     spread = max(stock) - min(stock)
     assert all(math.isfinite(x) for x in stock + plus)
-    assert statistics.mean(plus) <= statistics.mean(stock) + spread, losses
+    assert abs(statistics.mean(plus) - statistics.mean(stock)) <= spread, losses
 
 
 def test_half_precision_on_cpu_without_apex(brown_data, tmp_path):

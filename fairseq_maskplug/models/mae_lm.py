@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 # the options MAE-LM adds to RoBERTa's: its pre-training decoder's
 DECODER_OPTIONS = (
     "decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads", "decoder_dropout",
-    "no_decoder_projection",
+    "no_decoder_projection", "decoder_positions",
 )  # fmt: skip
+DECODER_POSITIONS = ("own", "encoder")
 
 
 @register_model("mae_lm")
@@ -58,6 +59,12 @@ class MaeLMModel(RobertaModel):
             "--no-decoder-projection",
             action="store_true",
             help="do not add the Linear encoder -> decoder width projection (needs equal widths)",
+        )
+        parser.add_argument(
+            "--decoder-positions",
+            choices=DECODER_POSITIONS,
+            help="the decoder's position table: own (learned apart, the reference's; default) or encoder (the "
+            "encoder's table, shared; needs equal widths)",
         )
 
     @classmethod
@@ -112,6 +119,15 @@ def check_decoder_options(args):
         )
     if not 0 <= args.decoder_dropout < 1:
         raise ModelOptionError(f"--decoder-dropout must lie in [0, 1), got {args.decoder_dropout}")
+    if args.decoder_positions not in DECODER_POSITIONS:
+        raise ModelOptionError(
+            f"--decoder-positions must be one of {', '.join(DECODER_POSITIONS)}, got {args.decoder_positions!r}"
+        )
+    if args.decoder_positions == "encoder" and args.decoder_embed_dim != args.encoder_embed_dim:
+        raise ModelOptionError(
+            f"--decoder-positions encoder shares the encoder's {args.encoder_embed_dim}-wide position table, but "
+            f"--decoder-embed-dim is {args.decoder_embed_dim}: use equal widths or --decoder-positions own"
+        )
 
 
 class MaeLMEncoder(RobertaEncoder):
@@ -122,7 +138,8 @@ class MaeLMEncoder(RobertaEncoder):
         self.mask_idx = dictionary.index("<mask>")
         if self.mask_idx == dictionary.unk():
             raise ModelOptionError("mae_lm needs a dictionary with <mask> (use a masked-LM task)")
-        self.decoder = MaeDecoder(args, dictionary.pad(), args.max_positions)
+        shared = self.sentence_encoder.embed_positions if args.decoder_positions == "encoder" else None
+        self.decoder = MaeDecoder(args, dictionary.pad(), args.max_positions, shared_positions=shared)
         self.lm_head_input = (
             torch.nn.Linear(args.decoder_embed_dim, args.encoder_embed_dim)
             if args.decoder_embed_dim != args.encoder_embed_dim
@@ -170,6 +187,7 @@ def base_architecture(args):
     )
     args.decoder_dropout = safe_getattr(args, "decoder_dropout", 0.0)
     args.no_decoder_projection = safe_getattr(args, "no_decoder_projection", False)
+    args.decoder_positions = safe_getattr(args, "decoder_positions", "own")
     roberta_base_architecture(args)
 
 

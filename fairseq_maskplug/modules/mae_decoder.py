@@ -74,21 +74,24 @@ class MaeDecoder(nn.Module):
     back to their positions, with the ``<mask>`` embedding at removed ones.
 
     Input (B, L, encoder_dim) → optional projection to decoder_dim → + its
-    own learned position table → LayerNorm → dropout → decoder layers (key
-    padding mask) → (B, L, decoder_dim).
+    own learned position table (or ``shared_positions``, the encoder's) →
+    LayerNorm → dropout → decoder layers (key padding mask) → (B, L, decoder_dim).
     """
 
-    def __init__(self, args, padding_idx: int, max_positions: int):
+    def __init__(self, args, padding_idx: int, max_positions: int, shared_positions: Optional[nn.Module] = None):
         super().__init__()
         self.padding_idx = padding_idx
         encoder_dim, decoder_dim = args.encoder_embed_dim, args.decoder_embed_dim
         self.input_projection = nn.Linear(encoder_dim, decoder_dim) if encoder_dim != decoder_dim else None
-        self.embed_positions = PositionalEmbedding(max_positions, decoder_dim, padding_idx, learned=True)
+        own = PositionalEmbedding(max_positions, decoder_dim, padding_idx, learned=True) if shared_positions is None else None
+        self.embed_positions = own
         self.layernorm_embedding = LayerNorm(decoder_dim)
         self.dropout = nn.Dropout(args.decoder_dropout)
         config = decoder_layer_config(args)
         self.layers = nn.ModuleList([TransformerEncoderLayerBase(config) for _ in range(args.decoder_layers)])
         self.apply(init_bert_params)
+        if shared_positions is not None:  # after the initialisation: the encoder's table keeps its values
+            self.embed_positions = shared_positions
 
     def forward(self, hidden: torch.Tensor, src_tokens: torch.Tensor) -> torch.Tensor:
         padding = src_tokens.eq(self.padding_idx)
