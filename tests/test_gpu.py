@@ -86,26 +86,31 @@ def gpu_run(data, save_dir, method, extra=()):
     return checkpoint_state(save_dir / "checkpoint_last.pt")
 
 
+HALF_PRECISIONS = {"fp16": (["--fp16"], FP16_TOLERANCE_BITS), "bf16": (["--bf16"], BF16_TOLERANCE_BITS)}
+
+
 @pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
-def test_fp16_trains_every_method_like_fp32(brown_data, brown_pos_data, tmp_path, method):
-    """Same masks, dropout off: after 50 updates the fp16 model's loss over
-    every predicted position of the fixed standard mask (full precision, not
-    fairseq's rounded log) is within
-    the tolerance of the fp32 model's, and its parameters did move
-    differently (fp16 arithmetic really ran)."""
+def test_fp16_and_bf16_train_every_method_like_fp32(brown_data, brown_pos_data, tmp_path, method):
+    """Same masks, dropout off: after 50 updates the fp16 and the bf16
+    model's loss over every predicted position of the fixed standard mask
+    (full precision, not fairseq's rounded log) is within its tolerance of
+    the fp32 model's, and its parameters did move differently (half-precision
+    arithmetic really ran). --bf16 is fairseq 0.12's TPU flag; the plugin
+    lets it train on CUDA where torch_xla is absent."""
     data = brown_pos_data if method in POS_METHODS else brown_data
     losses, parameters = {}, {}
-    for precision, flags in (("fp32", []), ("fp16", ["--fp16"])):
+    for precision, flags in (("fp32", []), *((name, flags) for name, (flags, _) in HALF_PRECISIONS.items())):
         state = gpu_run(data, tmp_path / precision, method, flags)
         assert state["optimizer_history"][-1]["num_updates"] == UPDATES
         assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
         parameters[precision] = state["model"]
         scores = validation_scores(str(tmp_path / precision / "checkpoint_last.pt"), str(data))
         losses[precision] = scores.all_predicted_bits  # every predicted position: the numerics, not a ranking
-    print(f"{method}: valid loss fp32 {losses['fp32']:.5f}, fp16 {losses['fp16']:.5f} bits")
-    assert math.isfinite(losses["fp16"])
-    assert abs(losses["fp16"] - losses["fp32"]) <= FP16_TOLERANCE_BITS, losses
-    assert max_param_difference(parameters["fp16"], parameters["fp32"]) > 0
+    print(f"{method}: valid loss fp32 {losses['fp32']:.5f}, fp16 {losses['fp16']:.5f}, bf16 {losses['bf16']:.5f} bits")
+    for precision, (_, tolerance) in HALF_PRECISIONS.items():
+        assert math.isfinite(losses[precision])
+        assert abs(losses[precision] - losses["fp32"]) <= tolerance, (precision, losses)
+        assert max_param_difference(parameters[precision], parameters["fp32"]) > 0, precision
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
@@ -114,25 +119,6 @@ def test_amp_trains_every_method(brown_data, brown_pos_data, tmp_path, method):
     state = gpu_run(data, tmp_path / "amp", method, ["--amp"])
     assert state["optimizer_history"][-1]["num_updates"] == UPDATES
     assert math.isfinite(state["extra_state"]["val_loss"])
-
-
-@pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
-def test_bf16_trains_every_method_like_fp32(brown_data, brown_pos_data, tmp_path, method):
-    """--bf16 on CUDA (fairseq 0.12 would take it for a TPU; the plugin lifts
-    that where torch_xla is absent): finite, its loss over every predicted
-    position of the fixed standard mask within BF16_TOLERANCE_BITS of fp32's
-    after 50 updates, and its parameters moved differently."""
-    data = brown_pos_data if method in POS_METHODS else brown_data
-    losses, parameters = {}, {}
-    for precision, flags in (("fp32", []), ("bf16", ["--bf16"])):
-        state = gpu_run(data, tmp_path / precision, method, flags)
-        assert state["optimizer_history"][-1]["num_updates"] == UPDATES
-        assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
-        parameters[precision] = state["model"]
-        losses[precision] = validation_scores(str(tmp_path / precision / "checkpoint_last.pt"), str(data)).all_predicted_bits
-    print(f"{method}: valid loss fp32 {losses['fp32']:.5f}, bf16 {losses['bf16']:.5f} bits")
-    assert abs(losses["bf16"] - losses["fp32"]) <= BF16_TOLERANCE_BITS, losses
-    assert max_param_difference(parameters["bf16"], parameters["fp32"]) > 0
 
 
 def test_nccl_turns_a_hang_into_an_exit():

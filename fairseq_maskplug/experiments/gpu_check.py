@@ -1,5 +1,5 @@
 """The summary of ``scripts/gpu_check.sh``: the CUDA tests' outcomes (from
-pytest's JUnit XML, with the fp16/fp32 losses the tests print) and the GPU
+pytest's JUnit XML, with the fp32/fp16/bf16 losses the tests print) and the GPU
 benchmark's ratios and masking cost, as one Markdown table; both are also
 added to the benchmark's JSON.
 
@@ -15,12 +15,12 @@ from typing import Dict, List
 
 import torch
 
-FP16_LINE = re.compile(r"(\w+): valid loss fp32 ([\d.]+), fp16 ([\d.]+) bits")
+HALF_PRECISION_LINE = re.compile(r"(\w+): valid loss fp32 ([\d.]+), fp16 ([\d.]+), bf16 ([\d.]+) bits")
 
 
 def test_outcomes(junit: Path) -> List[Dict]:
     """One record per test case: name, outcome, seconds, and what it printed
-    about fp16 against fp32."""
+    about fp16 and bf16 against fp32."""
     records = []
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         outcome = "passed"
@@ -32,9 +32,10 @@ def test_outcomes(junit: Path) -> List[Dict]:
                 outcome += f": {message[0][:120]}" if message and kind != "skipped" else ""
         printed = "".join(out.text or "" for out in case.iter("system-out"))
         record = {"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time", 0))}
-        match = FP16_LINE.search(printed)
+        match = HALF_PRECISION_LINE.search(printed)
         if match:
-            record.update(fp32_valid_bits=float(match.group(2)), fp16_valid_bits=float(match.group(3)))
+            record.update(fp32_valid_bits=float(match.group(2)), fp16_valid_bits=float(match.group(3)),
+                          bf16_valid_bits=float(match.group(4)))  # fmt: skip
         records.append(record)
     return records
 
@@ -46,11 +47,11 @@ def environment() -> Dict[str, str]:
 
 def markdown(tests: List[Dict], benchmark: Dict, env: Dict[str, str]) -> str:
     lines = [f"GPU check on {env['gpu']} (torch {env['torch']}, CUDA {env['cuda']})", "",
-             "| CUDA test | outcome | s | fp32 / fp16 valid bits |", "|---|---|---:|---|"]  # fmt: skip
+             "| CUDA test | outcome | s | fp32 / fp16 / bf16 valid bits |", "|---|---|---:|---|"]  # fmt: skip
     for record in tests:
         losses = ""
         if "fp16_valid_bits" in record:
-            losses = f"{record['fp32_valid_bits']:.5f} / {record['fp16_valid_bits']:.5f}"
+            losses = f"{record['fp32_valid_bits']:.5f} / {record['fp16_valid_bits']:.5f} / {record['bf16_valid_bits']:.5f}"
         lines.append(f"| {record['test']} | {record['outcome']} | {record['seconds']:.1f} | {losses} |")
     passed = sum(r["outcome"] == "passed" for r in tests)
     lines += ["", f"{passed} of {len(tests)} CUDA tests passed.", ""]
