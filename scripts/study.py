@@ -55,7 +55,7 @@ def main(argv=None):
     text = run_study(Path(args.data), Path(args.out), arms, seeds, args.jobs, args.quick, not args.no_mechanisms,
                      args.report_only, rates, limits, args.parity)  # fmt: skip
     print(text)
-    print(f"\nwrote {args.out}/study.md, study.json, curves.png, probes.png")
+    print(f"\nwrote {args.out}/study.md, study.json, headline.md, curves.png, probes.png")
 
 
 if __name__ == "__main__":

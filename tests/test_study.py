@@ -55,6 +55,8 @@ def check_quick_study_writes_every_output(quick_study):
     assert "Learning-rate grid" in markdown and "randomly initialised encoder fine-tuned the same way" in markdown
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "probes.png").stat().st_size > 10_000
     assert "done cosine lr 0.003 seed 1: loss at <mask>" in stdout
+    headline = (out / "headline.md").read_text()
+    assert "| cosine | 0.003 | 1 |" in headline and "collapsed (seeds 1): no verdict" in headline  # 30 updates
 
 
 def check_a_rerun_skips_finished_arm_seeds(quick_study):

@@ -364,6 +364,46 @@ def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dic
     return "\n".join(lines)
 
 
+def headline_markdown(report: Dict) -> str:
+    """The README's summary of a study.json: the regime, then per arm its
+    rate, its loss at ``<mask>`` on both yardsticks against the unigram
+    (test split), and its calls against random masking at equal updates and
+    equal tokens on its own yardstick; collapsed arms say so."""
+    config = report["configuration"]
+    encoder = config["encoder"]
+    seeds = sorted({len(row["seeds"]) for row in report["summary"].values()})
+    lines = [
+        f"The study ([docs/STUDY.md](docs/STUDY.md)): every method as an arm in one CPU regime (a {encoder['layers']} × "
+        f"{encoder['dim']} RoBERTa on {config['tokens_per_sample']}-piece blocks, {config['batch_size']} blocks per update, "
+        f"{config['updates']:,} updates), each at its own learning rate (chosen on seed 1 from "
+        f"{', '.join(lr_label(lr) for lr in report['learning_rates']['grid'])} by the valid split), "
+        f"{' or '.join(map(str, seeds))} seeds, reported on the test split: the loss at the `<mask>` positions of a fixed "
+        "standard mask and of a fixed whole-word mask, each against the train unigram on the same positions. An arm is "
+        "ranked on its own yardstick (whole-word arms on the whole-word one); a call needs a difference beyond twice "
+        "its standard error. MAE-LM's figures are its pre-training decoder's.",
+        "",
+        "| arm | lr | seeds | loss at `<mask>` (bits) | below the unigram | whole words: loss at `<mask>` | below the "
+        "unigram | against random, equal updates (SE) | equal tokens |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for arm, row in report["summary"].items():
+        standard, words = row["test_at_mask_bits"], row["test_whole_words_bits"]
+        own = "whole words" if row["yardstick"] == "whole_words" else "standard"
+        call = row.get("vs_random_equal_updates")
+        tokens = row.get("vs_random_equal_tokens")
+        against = f"{call['difference']:+.2f} ({call['standard_error']:.2f}) {call['verdict']}, {own}" if call else ""
+        if row["collapsed_seeds"]:
+            against = f"collapsed (seeds {', '.join(map(str, row['collapsed_seeds']))}): no verdict"
+        name = f"{arm} (decoder)" if row["decoder_loss"] else arm
+        lines.append(
+            f"| {name} | {lr_label(row['lr'])} | {len(row['seeds'])} | {fmt(standard, 3)} | "
+            f"{row['test_unigram_at_mask_bits'][0] - standard[0]:.2f} | {fmt(words, 3)} | "
+            f"{row['test_unigram_whole_words_bits'][0] - words[0]:.2f} | {against} | "
+            f"{tokens['verdict'] if tokens and not row['collapsed_seeds'] else ''} |"
+        )
+    return "\n".join(lines)
+
+
 def downstream_markdown(summary: Dict[str, Dict]) -> List[str]:
     """Each arm's POS probe (last layer) and genre accuracy against a
     randomly initialised encoder probed or fine-tuned the same way, and

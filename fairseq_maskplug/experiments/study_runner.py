@@ -21,7 +21,16 @@ from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
 from ..corpus.sources import PACKAGED_BROWN
 from .configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_VOCABULARY
 from .study import ARM_BY_NAME, PACKAGE_DIR, Job, StudySettings, arm_dir, job_done, lr_label, parse_log
-from .study_report import load_grid, markdown, parity_markdown, plot_curves, plot_probes, selection_bits, summarise
+from .study_report import (
+    headline_markdown,
+    load_grid,
+    markdown,
+    parity_markdown,
+    plot_curves,
+    plot_probes,
+    selection_bits,
+    summarise,
+)
 
 # relative cost of an arm-seed (for the ETA): fully-explored at equal updates trains on K copies
 COST = {"fully_explored": 6.0, "mapnet": 1.3, "mapnet_reference": 1.3, "mae_lm": 1.2, "mae_lm_decoder4": 1.6,
@@ -302,7 +311,8 @@ def chosen_rates(grid: Dict[str, Dict[float, Dict[int, dict]]], arms: List[str],
 
 def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[float], limits: Tuple[float, float],
            genre_majority, found_mechanisms: Dict) -> str:  # fmt: skip
-    """Write OUT/study.json, OUT/study.md, OUT/curves.png and OUT/probes.png; return the Markdown."""
+    """Write OUT/study.json, OUT/study.md, OUT/headline.md (the README's
+    summary), OUT/curves.png and OUT/probes.png; return the Markdown."""
     grid = load_grid(out)
     grid = {arm: grid[arm] for arm in [*arms, *grid] if arm in grid}  # the arms' order, then the others (parity)
     chosen = chosen_rates(grid, arms, rates, limits)
@@ -323,13 +333,12 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
     text = "\n".join(parity + ["", ""] if parity else []) + markdown(summary, grid, chosen, baselines,
                                                                           genre_majority, genre_random_init)  # fmt: skip
     (out / "study.md").write_text(title + "\n\n" + text + "\n")
-    (out / "study.json").write_text(json.dumps({"configuration": dataclasses.asdict(config),
-                                                "learning_rates": {"grid": list(rates), "limits": list(limits),
-                                                                   "chosen": chosen},
-                                                "summary": summary, "baselines": baselines,
-                                                "genre_majority": genre_majority, "genre_random_init": genre_random_init,
-                                                "mechanisms": found_mechanisms},
-                                               indent=2, default=str))  # fmt: skip
+    study = {"configuration": dataclasses.asdict(config),
+             "learning_rates": {"grid": list(rates), "limits": list(limits), "chosen": chosen},
+             "summary": summary, "baselines": baselines, "genre_majority": genre_majority,
+             "genre_random_init": genre_random_init, "mechanisms": found_mechanisms}  # fmt: skip
+    (out / "study.json").write_text(json.dumps(study, indent=2, default=str))
+    (out / "headline.md").write_text(headline_markdown(json.loads(json.dumps(study, default=str))) + "\n")
     return text
 
 
