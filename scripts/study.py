@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from fairseq_maskplug.experiments.configurations import STUDY_LR_GRID, STUDY_LR_LIMITS
-from fairseq_maskplug.experiments.study import ARMS
+from fairseq_maskplug.experiments.study import ARMS, Job
 from fairseq_maskplug.experiments.study_runner import run_study
 
 
@@ -40,6 +40,9 @@ def main(argv=None):
     parser.add_argument("--parity", action="store_true",
                         help="also the parity runs: masked_lm_plus's defaults (3 seeds), stock masked_lm and "
                         "--never-mask-bos-eos (seed 1) at lr 3e-3")  # fmt: skip
+    parser.add_argument("--tries", default="",
+                        help="ARM:LR:SEED,...: single jobs to run first (no downstream probes), reported apart; for "
+                        "the levers tried on an arm whose chosen rate fails (LEVER_ARMS, experiments/study.py)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a tiny version (tests): 30 updates on a 60-document slice")
     parser.add_argument("--no-mechanisms", action="store_true", help="skip re-measuring the mechanisms")
     parser.add_argument("--report-only", action="store_true",
@@ -52,8 +55,14 @@ def main(argv=None):
     limits = tuple(float(r) for r in args.lr_limits.split(","))
     if len(limits) != 2 or limits[0] > limits[1]:
         parser.error(f"--lr-limits {args.lr_limits}: give LOW,HIGH with LOW <= HIGH")
+    tries = []
+    for item in filter(None, args.tries.split(",")):
+        parts = item.split(":")
+        if len(parts) != 3:
+            parser.error(f"--tries {item}: give ARM:LR:SEED")
+        tries.append(Job(parts[0], int(parts[2]), float(parts[1]), False))
     text = run_study(Path(args.data), Path(args.out), arms, seeds, args.jobs, args.quick, not args.no_mechanisms,
-                     args.report_only, rates, limits, args.parity)  # fmt: skip
+                     args.report_only, rates, limits, args.parity, tries)  # fmt: skip
     print(text)
     print(f"\nwrote {args.out}/study.md, study.json, headline.md, curves.png, probes.png")
 

@@ -208,6 +208,8 @@ def test_the_plan_follows_the_result_files(tmp_path):
     plan = plan_jobs(settings, ["random", "cosine"], [1, 2, 3], parity=False, rates=(5e-4, 1e-3, 2e-3, 5e-3))
     assert plan == [Job("random", 1, 1e-3, True), Job("random", 2, 1e-3, True),
                     Job("cosine", 1, 5e-4, False), Job("cosine", 1, 2e-3, False), Job("cosine", 1, 5e-3, False)]  # fmt: skip
+    tries = [Job("mae_lm_decoder4_pre_ln", 2, 2e-3, False), Job("random", 3, 1e-3, False)]  # the second is done
+    assert plan_jobs(settings, [], [1], parity=False, tries=tries) == tries[:1]
     parity = plan_jobs(settings, [], [1], parity=True)
     shared = [Job("stock", 1, 3e-3, False), Job("random_never_bos_eos", 1, 3e-3, False)]
     assert parity == [Job("random", s, 3e-3, False) for s in (1, 2, 3)] + shared

@@ -78,7 +78,16 @@ ARMS: List[StudyArm] = [
 WHOLE_WORD_ARMS = ("whole_word", "pos")
 # the parity check's arm (docs/STUDY.md): masked_lm_plus as it trained before 0.3.0, <s> and </s> never selected
 PARITY_ARMS: List[StudyArm] = [StudyArm("random_never_bos_eos", "random", extra_flags=("--never-mask-bos-eos",))]
-ARM_BY_NAME = {arm.name: arm for arm in ARMS + PARITY_ARMS}
+# the reference's levers, tried on MAE-LM with the 4-layer decoder where its chosen rate leaves a seed collapsed
+# (docs/STUDY.md, "MAE-LM"): pre-LN layers, the decoder reading the encoder's positions, twice the warm-up
+# share, the reference's clipping
+LEVER_ARMS: List[StudyArm] = [
+    StudyArm("mae_lm_decoder4_pre_ln", "mae_lm", extra_flags=(*DECODER4, "--encoder-normalize-before")),
+    StudyArm("mae_lm_decoder4_shared_positions", "mae_lm", extra_flags=(*DECODER4, "--decoder-positions", "encoder")),
+    StudyArm("mae_lm_decoder4_warmup20", "mae_lm", extra_flags=(*DECODER4, "--warmup-updates", "1200")),
+    StudyArm("mae_lm_decoder4_clip2", "mae_lm", extra_flags=(*DECODER4, "--clip-norm", "2.0")),
+]
+ARM_BY_NAME = {arm.name: arm for arm in ARMS + PARITY_ARMS + LEVER_ARMS}
 
 
 @dataclass(frozen=True)

@@ -428,6 +428,28 @@ def downstream_markdown(summary: Dict[str, Dict]) -> List[str]:
     return lines
 
 
+def tries_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], planned: List[str]) -> List[str]:
+    """Every job of an arm outside ``planned`` (the study's arms and the
+    parity arms): the single tries, valid and test, both yardsticks."""
+    rows = []
+    for arm, rates in grid.items():
+        if arm in planned:
+            continue
+        for lr, seeds in sorted(rates.items()):
+            for seed, result in sorted(seeds.items()):
+                rows.append(
+                    f"| {arm} | {lr_label(lr)} | {seed} | {split_bits(result, 'valid', 'at_mask'):.3f} | "
+                    f"{split_bits(result, 'test', 'at_mask'):.3f} | {split_bits(result, 'test', 'whole_words'):.3f} | "
+                    f"{result['test_scores']['unigram_at_mask_bits'] - split_bits(result, 'test', 'at_mask'):.2f} | "
+                    f"{'yes' if result['collapsed'] else 'no'} |"
+                )
+    if not rows:
+        return []
+    return ["", "Single tries (arms outside the study's plan):", "",
+            "| arm | lr | seed | valid: loss at `<mask>` | test: loss at `<mask>` | test: whole words | below the unigram "
+            "(test) | collapsed |", "|---|---:|---:|---:|---:|---:|---:|---|", *rows]  # fmt: skip
+
+
 def parity_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], lr: float) -> List[str]:
     """Stock ``masked_lm`` against ``masked_lm_plus``'s defaults (and with
     ``--never-mask-bos-eos``) at one shared rate, valid split, per seed."""

@@ -20,7 +20,7 @@ from ..corpus.genres import write_genre_task
 from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
 from ..corpus.sources import PACKAGED_BROWN
 from .configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_VOCABULARY
-from .study import ARM_BY_NAME, PACKAGE_DIR, Job, StudySettings, arm_dir, job_done, lr_label, parse_log
+from .study import ARM_BY_NAME, PACKAGE_DIR, PARITY_ARMS, Job, StudySettings, arm_dir, job_done, lr_label, parse_log
 from .study_report import (
     headline_markdown,
     load_grid,
@@ -30,6 +30,7 @@ from .study_report import (
     plot_probes,
     selection_bits,
     summarise,
+    tries_markdown,
 )
 
 # relative cost of an arm-seed (for the ETA): fully-explored at equal updates trains on K copies
@@ -175,12 +176,14 @@ def chosen_rate(arm: str, tried: Dict[float, dict],
 
 
 def plan_jobs(settings: StudySettings, arms: List[str], seeds: List[int], parity: bool,
-              rates: Sequence[float] = STUDY_LR_GRID, limits: Tuple[float, float] = STUDY_LR_LIMITS) -> List[Job]:  # fmt: skip
-    """Every job the study still needs, from its result files: the parity
-    runs (with ``parity``), then per arm the grid on seed 1 (no downstream
-    probes), its extension past a winning edge, and once the rate is chosen
-    the downstream probes of seed 1 and the other ``seeds`` at that rate."""
-    wanted = []
+              rates: Sequence[float] = STUDY_LR_GRID, limits: Tuple[float, float] = STUDY_LR_LIMITS,
+              tries: Sequence[Job] = ()) -> List[Job]:  # fmt: skip
+    """Every job the study still needs, from its result files: the ``tries``
+    (single jobs asked for by name), the parity runs (with ``parity``), then
+    per arm the grid on seed 1 (no downstream probes), its extension past a
+    winning edge, and once the rate is chosen the downstream probes of seed 1
+    and the other ``seeds`` at that rate."""
+    wanted = list(tries)
     if parity:
         wanted += [Job("random", seed, PARITY_LR, False) for seed in (1, 2, 3)]
         wanted += [Job("stock", 1, PARITY_LR, False), Job("random_never_bos_eos", 1, PARITY_LR, False)]
@@ -329,7 +332,7 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
         unigram = next(iter(results.values()))[0]["final_scores"]["unigram_at_mask_bits"]  # one reference: same positions
         plot_curves(results, unigram, out / "curves.png", title)
         plot_probes(summary, baselines, out / "probes.png")
-    parity = parity_markdown(grid, PARITY_LR)
+    parity = parity_markdown(grid, PARITY_LR) + tries_markdown(grid, [*arms, *(a.name for a in PARITY_ARMS)])
     text = "\n".join(parity + ["", ""] if parity else []) + markdown(summary, grid, chosen, baselines,
                                                                           genre_majority, genre_random_init)  # fmt: skip
     (out / "study.md").write_text(title + "\n\n" + text + "\n")
@@ -344,8 +347,9 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
 
 def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel: int, quick: bool,
               with_mechanisms: bool, report_only: bool = False, rates: Sequence[float] = STUDY_LR_GRID,
-              limits: Tuple[float, float] = STUDY_LR_LIMITS, parity: bool = False) -> str:  # fmt: skip
-    unknown = [a for a in arms if a not in ARM_BY_NAME]
+              limits: Tuple[float, float] = STUDY_LR_LIMITS, parity: bool = False,
+              tries: Sequence[Job] = ()) -> str:  # fmt: skip
+    unknown = [a for a in [*arms, *(job.arm for job in tries)] if a not in ARM_BY_NAME]
     if unknown:
         raise SystemExit(f"--arms: unknown {', '.join(unknown)}; valid: {', '.join(ARM_BY_NAME)}")
     if not rates or any(not limits[0] <= lr <= limits[1] for lr in rates):
@@ -362,7 +366,7 @@ def run_study(data: Path, out: Path, arms: List[str], seeds: List[int], parallel
     settings.genre_dir = genre_dir
 
     def planner():
-        return plan_jobs(settings, arms, seeds, parity, rates, limits)
+        return plan_jobs(settings, arms, seeds, parity, rates, limits, tries)
 
     done = len(list((out / "runs").glob("*/lr*/seed*/result.json")))
     waiting = planner()
