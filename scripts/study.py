@@ -7,21 +7,21 @@ with downstream probes, each paper's mechanism re-measured, verdicts against
 random masking and plots.
 
     python scripts/study.py [--data DIR] [--out DIR] [--arms a,b] [--seeds 1,2,3] [--jobs 2] [--parity]
-                            [--lr-grid 5e-4,1e-3,2e-3,5e-3] [--lr-limits 1e-4,2e-2] [--quick] [--report-only]
+                            [--lr-grid 5e-4,1e-3,2e-3,3e-3,5e-3] [--lr-limits 1e-4,2e-2] [--quick] [--report-only]
 
 Resumable: a rerun skips finished jobs and continues a killed one from its
 last checkpoint; what to run next is planned from the result files. One CPU
 thread per job, --jobs at a time. Writes OUT/study.md (tables and verdicts),
 OUT/study.json, OUT/curves.png, OUT/probes.png, OUT/mechanisms/*.json and
 each job's logs under OUT/runs/ARM/lrLR/seedS. --quick: the tests' version
-(a 60-document slice, 30 updates, small probes).
+(a 60-document slice, 30 updates, small probes, one rate).
 """
 
 import argparse
 import logging
 from pathlib import Path
 
-from fairseq_maskplug.experiments.configurations import STUDY_LR_GRID, STUDY_LR_LIMITS
+from fairseq_maskplug.experiments.configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_QUICK
 from fairseq_maskplug.experiments.study import ARMS, Job
 from fairseq_maskplug.experiments.study_runner import run_study
 
@@ -33,10 +33,11 @@ def main(argv=None):
     parser.add_argument("--arms", default=",".join(arm.name for arm in ARMS))
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--jobs", type=int, default=2, help="arm-seeds at a time (one CPU thread each)")
-    parser.add_argument("--lr-grid", default=",".join(map(str, STUDY_LR_GRID)),
-                        help="learning rates every arm tries on seed 1 (default: the study's)")  # fmt: skip
-    parser.add_argument("--lr-limits", default=",".join(map(str, STUDY_LR_LIMITS)),
-                        help="LOW,HIGH: the grid is extended by factors of 2 past a winning edge, within these")  # fmt: skip
+    parser.add_argument("--lr-grid", default=None,
+                        help="learning rates every arm tries on seed 1 (default: the study's; --quick: 0.003)")  # fmt: skip
+    parser.add_argument("--lr-limits", default=None,
+                        help="LOW,HIGH: the grid is extended by factors of 2 past a winning edge, within these "
+                        "(default: the study's; --quick: 0.003,0.003, no extension)")  # fmt: skip
     parser.add_argument("--parity", action="store_true",
                         help="also the parity runs: masked_lm_plus's defaults (3 seeds), stock masked_lm and "
                         "--never-mask-bos-eos (seed 1) at lr 3e-3")  # fmt: skip
@@ -51,8 +52,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, force=True)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     arms = [a for a in args.arms.split(",") if a]
-    rates = [float(r) for r in args.lr_grid.split(",") if r]
-    limits = tuple(float(r) for r in args.lr_limits.split(","))
+    quick_rate = str(STUDY_QUICK.optimizer.lr) if args.quick else None
+    lr_grid = args.lr_grid or quick_rate or ",".join(map(str, STUDY_LR_GRID))
+    lr_limits = args.lr_limits or (f"{quick_rate},{quick_rate}" if quick_rate else ",".join(map(str, STUDY_LR_LIMITS)))
+    rates = [float(r) for r in lr_grid.split(",") if r]
+    limits = tuple(float(r) for r in lr_limits.split(","))
     if len(limits) != 2 or limits[0] > limits[1]:
         parser.error(f"--lr-limits {args.lr_limits}: give LOW,HIGH with LOW <= HIGH")
     tries = []

@@ -18,7 +18,7 @@ from harness import run_script
 def quick_study(brown_pos_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "out"
     command = ["--quick", "--data", str(brown_pos_data), "--out", str(out), "--arms", "random,cosine", "--seeds", "1",
-               "--jobs", "2", "--no-mechanisms", "--lr-grid", "0.003", "--lr-limits", "0.003,0.003"]  # fmt: skip
+               "--jobs", "2", "--no-mechanisms"]  # fmt: skip
     first = run_script("study.py", command)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return out, command, first.stdout
