@@ -198,6 +198,10 @@ OPTION_CATALOGUE = {
             r"mapnet_masked_lm needs --task masked_lm_plus .* MaskedLMTask masks in its dataset",
         ),
         ([*MAPNET, *FE], r"mapnet_masked_lm draws its own masks: use --masking random, --content-weighting none"),
+        (
+            ["--criterion", "cross_entropy"],
+            r"--criterion cross_entropy: masked_lm_plus trains through its masking protocol; use --criterion masked_lm",
+        ),
     ],
     # mae_lm
     "arch": [(["--arch", "mae_lm_bse"], r"invalid choice: 'mae_lm_bse'")],

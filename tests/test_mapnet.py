@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from test_masking import BOS, EOS, PAD, make_masker
 
-from fairseq_maskplug.masking import MaskDraws, MaskingStep, ProposalUnits, RatioSchedule
+from fairseq_maskplug.criterions.masking_criterion import TrainingBatch
+from fairseq_maskplug.masking import MaskDraws, MaskingStep, ProposalMasking, ProposalUnits, RatioSchedule
 from fairseq_maskplug.masking.importance import (
     inclusion_probabilities,
     inclusion_weights,
@@ -314,14 +315,16 @@ def build_criterion(task, **options):
                                        encoder_attention_heads=size.heads, max_positions=TINY.tokens_per_sample,
                                        dropout=0.0, attention_dropout=0.0))  # fmt: skip
     criterion = MapnetMaskedLMCriterion(MapnetMaskedLMConfig(seed=1, **options), task)
+    criterion.attach(ProposalMasking(task.train_strategy))  # what the task's build_criterion hands it
     return model, criterion
 
 
-def clean_batch(task, update=0):
+def clean_batch(task, update=0) -> TrainingBatch:
+    """A training batch as the task hands it to a criterion that draws its masks."""
     iterator = task.get_batch_iterator(task.dataset("train"), max_sentences=8, seed=1).next_epoch_itr(shuffle=False)
     sample = next(iterator)
     step = MaskingStep(task.train_draws(sample, update), update, learn=True, first_of_update=True)
-    return dict(sample, masking=step)
+    return TrainingBatch(sample, step, masked=None, token_losses=False)
 
 
 def test_with_a_uniform_proposal_the_model_gets_exactly_plain_masked_lms_gradient(mapnet_task):
@@ -331,13 +334,14 @@ def test_with_a_uniform_proposal_the_model_gets_exactly_plain_masked_lms_gradien
     see it), yet it received its own gradient."""
     model, criterion = build_criterion(mapnet_task, mapnet_uniform_share=1.0)
     assert list(criterion.parameters()) == []
-    sample = clean_batch(mapnet_task)
-    loss, _, _ = criterion(model, sample)
+    batch = clean_batch(mapnet_task)
+    sample = batch.sample
+    loss = criterion.train_forward(model, batch).loss
     loss.backward()
     got = [p.grad.clone() for p in model.parameters()]
     assert criterion.learner.gradient is not None and criterion.learner.gradient.abs().sum() > 0
     model.zero_grad()
-    _, _, masked, weights, _ = criterion.propose(model, sample["net_input"]["src_tokens"], sample["masking"], uniform=True)
+    _, _, masked, weights, _ = criterion.propose(model, sample["net_input"]["src_tokens"], batch.step, uniform=True)
     assert torch.equal(weights, torch.ones_like(weights))
     tokens = sample["net_input"]["src_tokens"]
     logits = model(masked.src_tokens, masked_tokens=masked.predicted)[0]
@@ -353,12 +357,14 @@ def test_the_proposals_loss_never_reaches_the_model(mapnet_task):
     weights of the default mixture stay within 1/α = 2."""
     model, criterion = build_criterion(mapnet_task)
     criterion.proposal.output.weight.data.mul_(30.0)
-    sample = clean_batch(mapnet_task, update=5)
-    loss, _, logging = criterion(model, sample)
+    batch = clean_batch(mapnet_task, update=5)
+    sample = batch.sample
+    output = criterion.train_forward(model, batch)
+    loss, logging = output.loss, output.logging_output
     assert logging["mapnet_max_weight"] <= 2.0 and logging["mapnet_ess"] < 1.0
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
     tokens = sample["net_input"]["src_tokens"]
-    _, _, masked, weights, _ = criterion.propose(model, tokens, sample["masking"])
+    _, _, masked, weights, _ = criterion.propose(model, tokens, batch.step)
     logits = model(masked.src_tokens, masked_tokens=masked.predicted)[0]
     weighted = (weights * F.cross_entropy(logits.float(), tokens[masked.predicted], reduction="none")).sum()
     expected = torch.autograd.grad(weighted, list(model.parameters()), allow_unused=True)

@@ -180,7 +180,7 @@ def test_heavily_weighted_tags_are_masked_more_often_than_lightly_weighted_ones(
     base = torch.zeros(len(weights))
     for update, sample in enumerate(batches(task, limit=60)):
         m = task.training_masks(sample, update)
-        classes = task.pos_weighting.classes(sample)
+        classes = task.pos_weighting.classes(sample["pos"])
         masked += torch.bincount(classes[m.predicted].clamp(min=0), minlength=len(weights)).float()
         base += torch.bincount(classes[classes >= 0], minlength=len(weights)).float()
     share, frequency = masked / masked.sum(), base / base.sum()

@@ -1,9 +1,10 @@
 """``mapnet_masked_lm``: masks drawn from a learned proposal, losses
 importance-weighted so the objective stays the uniform-mask one (SPEC §3).
 
-Training step (the task hands over the clean batch and the step's draws, a
-:class:`~fairseq_maskplug.masking.MaskingStep`; the strategies come once, from
-``task.proposal_masking()``, when the criterion is built):
+Training step (a :class:`~.masking_criterion.MaskingCriterion` that draws
+its masks: the task hands over the clean batch and the step's draws, a
+:class:`~fairseq_maskplug.masking.MaskingStep`; its strategies come once, at
+``attach``, when the task builds the criterion):
 
 1. the proposal network scores the clean tokens; its proposal q_θ is, by
    ``--mapnet-objective``, ∝ its predicted gradient-norm proxy
@@ -20,7 +21,9 @@ Training step (the task hands over the clean batch and the step's draws, a
    on the drawn units, or the reference's score-function estimator rewarded
    with the token loss) trains the proposal network through its own
    optimizer (:class:`~fairseq_maskplug.modules.proposal_learner.ProposalLearner`),
-   never the main model.
+   never the main model; the learner is this criterion's running state,
+   stepped once per update (``end_update``) and checkpointed through the
+   task's ``task_state["mapnet_proposal"]``.
 
 Before ``--mapnet-warmup-updates`` and on ``--mapnet-explore-prob`` of the
 steps the masks are uniform (weights 1; the regression still learns from
@@ -35,7 +38,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from fairseq import metrics, utils
-from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.distributed import utils as distributed_utils
 from omegaconf import II
@@ -54,6 +57,8 @@ from ..masking.importance import (
 from ..masking.proposal_objectives import logit_gradient_norm, per_unit_totals, regression_loss
 from ..modules.mask_proposal import MaskProposalNetwork
 from ..modules.proposal_learner import ProposalLearner
+from ..tasks.masked_lm_plus import MaskedLMPlusTask
+from .masking_criterion import CriterionOutput, MaskingCriterion, TrainingBatch
 
 WEIGHT_MODES = ("inclusion", "exact_ordered", "exact_ordered_clipped", "product_clipped")
 PROPOSAL_STATS = ("mapnet_ess", "mapnet_weight_clipped", "mapnet_entropy", "mapnet_corr", "mapnet_max_weight", "mapnet_steps")
@@ -129,7 +134,7 @@ class MapnetMaskedLMConfig(FairseqDataclass):
 
 def check_task(task):
     """Refuse a task that masks in its dataset, or one whose model is not built."""
-    if not hasattr(task, "proposal_masking"):
+    if not isinstance(task, MaskedLMPlusTask):
         raise MaskingOptionError(
             f"--criterion mapnet_masked_lm needs --task masked_lm_plus (or its presets); the task "
             f"{type(task).__name__} masks in its dataset, so there is no clean batch to propose masks for"
@@ -169,8 +174,8 @@ def check_options(cfg: MapnetMaskedLMConfig):
 
 
 @register_criterion("mapnet_masked_lm", dataclass=MapnetMaskedLMConfig)
-class MapnetMaskedLMCriterion(FairseqCriterion):
-    proposes_masks = True  # the task hands over clean batches and each step's draws
+class MapnetMaskedLMCriterion(MaskingCriterion):
+    draws_masks = True
 
     def __init__(self, cfg: MapnetMaskedLMConfig, task):
         super().__init__(task)
@@ -180,9 +185,22 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         self.regression = str(cfg.mapnet_objective) == "regression"
         check_task(task)
         self.learner = ProposalLearner(self.build_network(cfg, task), cfg.mapnet_lr, cfg.mapnet_clip_norm)
-        sampler = "inclusion" if self.weight_mode == "inclusion" else "successive"
-        # the task steps the learner once per update and checkpoints it
-        self.masking: ProposalMasking = task.proposal_masking("mapnet_masked_lm", sampler, self.learner)
+        self.sampler = "inclusion" if self.weight_mode == "inclusion" else "successive"
+        self.uniform_strategy = None  # the task's (attach)
+        self.proposal_strategy: Optional[ProposalUnits] = None  # from the task's masker and ratio (attach)
+
+    def attach(self, masking: ProposalMasking) -> None:
+        self.uniform_strategy, self.proposal_strategy = masking.uniform, masking.proposal(self.sampler)
+
+    def end_update(self) -> None:
+        self.learner.step()
+
+    def running_state(self):
+        return {"mapnet_proposal": self.learner.state_dict()}
+
+    def load_running_state(self, state) -> None:
+        if "mapnet_proposal" in state:
+            self.learner.load_state_dict(state["mapnet_proposal"])
 
     @staticmethod
     def build_network(cfg: MapnetMaskedLMConfig, task) -> MaskProposalNetwork:
@@ -215,11 +233,8 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
     # ------------------------------------------------------------------ loss
 
     def forward(self, model, sample, reduce=True):
-        if "target" in sample:  # validation: already masked with the fixed standard mask
-            return self.plain_loss(model, sample)
-        return self.proposal_loss(model, sample)
-
-    def plain_loss(self, model, sample):
+        """Validation: the batch arrives masked with the fixed standard mask;
+        the plain masked-LM loss."""
         predicted = sample["target"].ne(self.padding_idx)
         logits = model(**sample["net_input"], masked_tokens=predicted)[0]
         loss = F.cross_entropy(logits.float(), sample["target"][predicted], reduction="sum")
@@ -244,14 +259,14 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
         first_id = int(sample["id"][0])
         return sequence_seed("mapnet-explore", self.cfg.seed, update, first_id) / 2**63 < self.cfg.mapnet_explore_prob
 
-    def proposal_loss(self, model, sample):
-        """The main loss (returned; fairseq back-propagates it into the model
+    def train_forward(self, model, batch: TrainingBatch) -> CriterionOutput:
+        """The main loss (returned; the task back-propagates it into the model
         only), and the proposal's loss, whose gradient the learner keeps."""
+        sample, step = batch.sample, batch.step
         tokens = sample["net_input"]["src_tokens"]
-        step: MaskingStep = sample["masking"]
         uniform = self.uses_uniform_masks(sample, step.update_num)
         if uniform and not self.regression:  # a score-function estimator learns nothing from uniform masks
-            scores, q, masked = None, None, self.masking.uniform(tokens, step.draws, step.update_num)
+            scores, q, masked = None, None, self.uniform_strategy(tokens, step.draws, step.update_num)
             token_weights, stats = None, {}
         else:
             scores, q, masked, token_weights, stats = self.propose(model, tokens, step, uniform=uniform)
@@ -279,20 +294,18 @@ class MapnetMaskedLMCriterion(FairseqCriterion):
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": sample_size,
-            "mask_predicted": sample_size,
-            "mask_maskable": masked.maskable.sum(),
         }
         # every step logs the same keys (data-parallel ranks sum them key by key)
         logging_output.update({key: stats.get(key, torch.zeros((), device=tokens.device)) for key in PROPOSAL_STATS})
-        return main, sample_size, logging_output
+        return CriterionOutput(main, sample_size, logging_output, masked, token_loss.detach() if batch.token_losses else None)
 
     def propose(self, model, tokens, step: MaskingStep, strategy: Optional[ProposalUnits] = None, uniform: bool = False):
         """Score ``tokens``, draw masks from the mixture proposal with
-        ``strategy`` (default: the task's, at its ratio; ``uniform``: from the
+        ``strategy`` (default: the task's ratio, see :meth:`attach`; ``uniform``: from the
         uniform proposal) and weight them: (scores (B, L) with gradient,
         detached mixture q (B, L), the MaskedTokens, float32 weight per
         predicted token, weight statistics)."""
-        strategy = strategy or self.masking.proposal
+        strategy = strategy or self.proposal_strategy
         self.learner.to(tokens.device)
         with torch.autocast(tokens.device.type, enabled=False):
             scores = self.proposal(tokens, model.encoder.sentence_encoder)

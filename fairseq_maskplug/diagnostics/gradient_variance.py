@@ -91,7 +91,7 @@ def strategies(masker: Masker, segments: int, seed: int, model=None, criterion=N
         "fully_explored_contiguous": fully_explored("contiguous"),
     }
     if criterion is not None:
-        proposal = ProposalUnits(masker, RatioSchedule.build("constant", ratio, 0), criterion.masking.proposal.sampler)
+        proposal = ProposalUnits(masker, RatioSchedule.build("constant", ratio, 0), criterion.sampler)
 
         def mapnet(tokens, ids, draw):
             """Masks from the trained proposal, importance-weighted as in training."""

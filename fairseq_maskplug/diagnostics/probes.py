@@ -36,7 +36,7 @@ def tagged_tokens(task, split: str, limit: int, batch_size: int = 64):
                                   seed=1).next_epoch_itr(shuffle=False)  # fmt: skip
     batches, seen = [], 0
     for sample in itr:
-        tokens, classes = sample["net_input"]["src_tokens"], task.pos_weighting.classes(sample)
+        tokens, classes = sample["net_input"]["src_tokens"], task.pos_weighting.classes(sample["pos"])
         batches.append((tokens, classes))
         seen += int((classes >= 0).sum())
         if seen >= limit:

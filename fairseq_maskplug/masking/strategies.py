@@ -225,14 +225,13 @@ class MaskingStep:
 
 @dataclass
 class ProposalMasking:
-    """What a criterion that proposes masks (MAPNet) gets from the task, in
-    one call, ``task.proposal_masking()``: the strategy that draws masks from
-    a proposal at the task's ratio and the task's own uniform strategy
-    (warm-up and exploration steps).
+    """What the task hands, once, to a criterion that draws its own masks
+    (MAPNet): its uniform strategy (warm-up and exploration steps), from
+    which :meth:`proposal` makes the strategy that draws from a proposal at
+    the task's ratio."""
 
-    Each training step the task then puts a :class:`MaskingStep` into the
-    clean sample under ``"masking"``, instead of masking it itself.
-    """
-
-    proposal: ProposalUnits
     uniform: UniformUnits
+
+    def proposal(self, sampler: str) -> ProposalUnits:
+        """Masks drawn from a proposal with ``sampler`` (see :class:`ProposalUnits`)."""
+        return ProposalUnits(self.uniform.masker, self.uniform.ratio, sampler)

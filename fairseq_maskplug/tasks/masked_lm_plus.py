@@ -8,10 +8,10 @@ original id at predicted positions and pad elsewhere) inside
 (``--seed``, update number, sample id) and of the running state (POS losses);
 validation always uses one fixed standard mask (uniform tokens,
 ``--valid-mask-prob``, 80/10/10, fixed seed) so that validation losses of
-different arms compare.
+different arms compare. The criterion takes part through one protocol,
+:mod:`fairseq_maskplug.criterions.masking_criterion`.
 """
 
-import contextlib
 import logging
 import os
 from typing import Optional
@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 from fairseq import metrics, utils
+from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.data import (
     Dictionary,
     IdDataset,
@@ -29,9 +30,11 @@ from fairseq.data import (
     SortDataset,
     data_utils,
 )
+from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMTask
 
+from ..criterions.masking_criterion import MaskedLmPlusLoss, MaskingCriterion, TrainingBatch, token_losses_of
 from ..data.data_checks import check_binarized_split, check_dictionary_file, check_shard_dictionaries
 from ..data.pos_dataset import load_pos_blocks, pos_dictionary
 from ..data.vocab_check import VocabCheckedDataset
@@ -45,7 +48,6 @@ from ..masking import (
     MaskingStep,
     MaskingStrategy,
     ProposalMasking,
-    ProposalUnits,
     RatioSchedule,
     SpanUnits,
     UniformUnits,
@@ -66,13 +68,23 @@ from .config import (
     resolved,
     uses_spans,
 )
-from .pos_weighting import PosWeighting, captured_logits
+from .pos_weighting import PosWeighting
 from .position_kinds import kind_logging_output, reduce_kind_metrics, unigram_losses
 from .resume import task_state_to_restore
 
 logger = logging.getLogger(__name__)
 
 STANDARD_VALID_RULE = CorruptionRule(leave_unmasked_prob=0.1, random_token_prob=0.1)
+
+
+def mask_counts(masked: MaskedTokens):
+    """The mask counts :meth:`MaskedLMPlusTask.reduce_metrics` logs."""
+    return {"mask_predicted": masked.predicted.sum(), "mask_maskable": masked.maskable.sum()}
+
+
+def rows_per_copy(tensor: torch.Tensor, copies: int) -> torch.Tensor:
+    """(B, ...) ``tensor`` with each row repeated ``copies`` times, sequence-major."""
+    return tensor.repeat_interleave(copies, dim=0) if copies > 1 else tensor
 
 
 def repeat_per_copy(sample, copies: int):
@@ -96,9 +108,10 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     Build: options checked, the training strategy and the fixed validation
     strategy made from them. Mask: each batch's draws (seed, update, sample
-    ids) go through the strategy. Step: stock training on the masked batch
-    (or, for a criterion that proposes masks, on the clean batch with the
-    step's draws). Log: mask ratios, schedule, POS statistics.
+    ids) go through the strategy. Step: the criterion's ``train_forward`` on
+    the masked batch (or, for a criterion that draws its masks, on the clean
+    batch with the step's draws), then fairseq's backward. Log: mask ratios,
+    schedule, POS statistics.
     """
 
     cfg: MaskedLMPlusConfig
@@ -125,14 +138,10 @@ class MaskedLMPlusTask(MaskedLMTask):
         self.pos_weighting: Optional[PosWeighting] = None
         if cfg.content_weighting == "pos":
             self.pos_weighting = PosWeighting(
-                pos_dictionary(utils.split_paths(cfg.data)[0]),
-                cfg.pos_momentum,
-                cfg.pos_temperature,
-                cfg.pos_bias_correction,
-                self.dictionary.pad(),
+                pos_dictionary(utils.split_paths(cfg.data)[0]), cfg.pos_momentum, cfg.pos_temperature, cfg.pos_bias_correction
             )
         self.model_dim: Optional[int] = None
-        self.proposal_learner = None  # MAPNet's (see proposal_masking)
+        self.criterion: Optional[MaskingCriterion] = None  # build_criterion's: its running state is checkpointed here
         # the reference of the masked-position loss: what ignoring context scores (see .position_kinds)
         self.unigram_losses = unigram_losses(torch.tensor(self.dictionary.count), valid_masker.special_ids)
         self.collapse_monitor = CollapseMonitor(resolved(cfg, "lr", None))
@@ -190,7 +199,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         """The model, refused when the task's blocks would not fit its
-        positions; its width is remembered for :meth:`proposal_masking`."""
+        positions; its width is remembered (MAPNet's proposal network reads it)."""
         model = super().build_model(cfg, from_checkpoint)
         if self.cfg.tokens_per_sample > model.max_positions():
             raise MaskingOptionError(
@@ -201,47 +210,50 @@ class MaskedLMPlusTask(MaskedLMTask):
         return model
 
     def build_criterion(self, cfg, from_checkpoint=False):
-        """The criterion; then, the whole training configuration being known,
-        check the checkpoint fairseq-train will resume from and restore the
-        task's running state from it (see :mod:`.resume`)."""
+        """The criterion, a :class:`MaskingCriterion` (stock ``masked_lm``
+        becomes :class:`MaskedLmPlusLoss`, the same loss), given the task's
+        strategies when it draws its own masks; then, the whole training
+        configuration being known, check the checkpoint fairseq-train will
+        resume from and restore the task's and the criterion's running state
+        from it (see :mod:`.resume`)."""
         criterion = super().build_criterion(cfg, from_checkpoint)
+        if type(criterion) is MaskedLmLoss:
+            criterion = MaskedLmPlusLoss(MaskedLmConfig(tpu=criterion.tpu), self)
+        if not isinstance(criterion, MaskingCriterion):
+            raise MaskingOptionError(
+                f"--criterion {getattr(cfg, '_name', type(criterion).__name__)}: masked_lm_plus trains through its "
+                "masking protocol; use --criterion masked_lm (stock masked_lm's loss) or mapnet_masked_lm, or a "
+                "criterion derived from fairseq_maskplug.criterions.masking_criterion.MaskingCriterion"
+            )
+        if criterion.draws_masks:
+            if not isinstance(self.train_strategy, UniformUnits):
+                raise MaskingOptionError(
+                    f"{getattr(cfg, '_name', type(criterion).__name__)} draws its own masks: use --masking random, "
+                    "--content-weighting none and no span masking (--mask-multiple-length 1, --mask-stdev 0)"
+                )
+            criterion.attach(ProposalMasking(self.train_strategy))
+        self.criterion = criterion
         task_state = task_state_to_restore(self.cfg, cfg)
         if task_state is not None:
             self.load_state_dict(task_state)
         return criterion
 
-    def proposal_masking(self, criterion_name: str, sampler: str, learner=None) -> ProposalMasking:
-        """What a criterion that proposes masks (``criterion_name``) needs
-        from this task: the one call such a criterion makes, when it is built
-        (see :class:`ProposalMasking`), masks drawn from its proposal with
-        ``sampler`` (a ``ProposalUnits`` sampler). Its proposal's ``learner``
-        (a :class:`~fairseq_maskplug.modules.proposal_learner.ProposalLearner`)
-        is stepped once per update and saved in the task's state."""
-        if self.model_dim is None:
-            raise MaskingOptionError(f"{criterion_name} needs the model built first (task.build_model)")
-        if not isinstance(self.train_strategy, UniformUnits):
-            raise MaskingOptionError(
-                f"{criterion_name} draws its own masks: use --masking random, --content-weighting none and no span "
-                "masking (--mask-multiple-length 1, --mask-stdev 0)"
-            )
-        self.proposal_learner = learner
-        return ProposalMasking(ProposalUnits(self.train_masker, self.schedule, sampler), self.train_strategy)
-
     # ----------------------------------------------------------------- state
 
     def state_dict(self):
-        """The running state fairseq saves as ``task_state`` in checkpoints,
-        and the version of the random draws the masks were made from."""
+        """The running state fairseq saves as ``task_state`` in checkpoints
+        (POS weighting's, the criterion's), and the version of the random
+        draws the masks were made from."""
         state = {"mask_draws": DRAWS_VERSION}
-        if self.proposal_learner is not None:
-            state["mapnet_proposal"] = self.proposal_learner.state_dict()
+        if self.criterion is not None:
+            state |= self.criterion.running_state()
         return state if self.pos_weighting is None else state | self.pos_weighting.state_dict()
 
     def load_state_dict(self, state_dict):
         if self.pos_weighting is not None:
             self.pos_weighting.load_state_dict(state_dict)
-        if self.proposal_learner is not None and "mapnet_proposal" in state_dict:
-            self.proposal_learner.load_state_dict(state_dict["mapnet_proposal"])
+        if self.criterion is not None:
+            self.criterion.load_running_state(state_dict)
 
     # ------------------------------------------------------------------ data
 
@@ -327,11 +339,12 @@ class MaskedLMPlusTask(MaskedLMTask):
         tokens = sample["net_input"]["src_tokens"]
         return MaskDraws.for_sequences(stream, seed, update_num, sample["id"].tolist(), tokens.size(1), tokens.device)
 
-    def training_masks(self, sample, update_num) -> MaskedTokens:
-        """The training masks of ``sample`` at ``update_num`` (the configured strategy)."""
+    def training_masks(self, sample, update_num, draws: Optional[MaskDraws] = None) -> MaskedTokens:
+        """The training masks of ``sample`` at ``update_num`` (the configured
+        strategy; ``draws``: :meth:`train_draws`'s, when already made)."""
         weights = None if self.pos_weighting is None else self.pos_weighting.unit_weights(sample)
         tokens = sample["net_input"]["src_tokens"]
-        return self.train_strategy(tokens, self.train_draws(sample, update_num), update_num, weights)
+        return self.train_strategy(tokens, draws or self.train_draws(sample, update_num), update_num, weights)
 
     def validation_masks(self, sample) -> MaskedTokens:
         """The fixed standard validation mask of ``sample``."""
@@ -345,7 +358,7 @@ class MaskedLMPlusTask(MaskedLMTask):
 
     def mask_sample(self, sample, masked: MaskedTokens):
         """A copy of ``sample`` carrying ``masked`` (corrupted ``src_tokens``,
-        ``target``) and the mask counts :meth:`reduce_metrics` logs. When
+        ``target``): the stock masked-LM batch. When
         ``masked`` holds several copies per sequence, every other
         per-sequence field is repeated alongside and ``ntokens`` /
         ``nsentences`` count the copies (the tokens actually processed)."""
@@ -354,63 +367,72 @@ class MaskedLMPlusTask(MaskedLMTask):
             sample = repeat_per_copy(sample, masked.copies)
         sample["net_input"] = dict(sample["net_input"], src_tokens=masked.src_tokens)
         sample["target"] = masked.target
-        sample["mask_counts"] = {"mask_predicted": masked.predicted.sum(), "mask_maskable": masked.maskable.sum()}
         return sample
 
     # ------------------------------------------------------------ train/valid
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if getattr(criterion, "proposes_masks", False):  # it draws the masks itself (see proposal_masking)
-            # trainer.zero_grad() clears every gradient before an update's first micro-batch
-            first = all(p.grad is None for p in model.parameters())
-            step = MaskingStep(self.train_draws(sample, update_num), update_num, not ignore_grad, first)
-            sample = dict(sample, masking=step)
-            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-        sample = self.mask_sample(sample, self.training_masks(sample, update_num))
-        with self.capture_logits(model) as logits:
-            loss, sample_size, logging_output = super().train_step(
-                sample, model, criterion, optimizer, update_num, ignore_grad
-            )
-        logging_output.update(sample["mask_counts"])
+        """The step's masks (the task's, or the criterion's when it draws
+        them: it gets the clean batch and the step's draws), the criterion's
+        ``train_forward``, fairseq's backward; then the mask counts, and the
+        predicted tokens' losses per POS tag for the running losses."""
+        # trainer.zero_grad() clears every gradient before an update's first micro-batch
+        first = all(p.grad is None for p in model.parameters())
+        step = MaskingStep(self.train_draws(sample, update_num), update_num, not ignore_grad, first)
+        masked = None if criterion.draws_masks else self.training_masks(sample, update_num, step.draws)
+        wants_losses = self.pos_weighting is not None and not ignore_grad
+        batch = TrainingBatch(sample if masked is None else self.mask_sample(sample, masked), step, masked, wants_losses)
+        model.train()
+        model.set_num_updates(update_num)
+        with torch.autograd.profiler.record_function("forward"):
+            with torch.autocast("cuda", enabled=isinstance(optimizer, AMPOptimizer)):
+                output = criterion.train_forward(model, batch)
+        loss = output.loss
+        if ignore_grad:
+            loss *= 0
+        with torch.autograd.profiler.record_function("backward"):
+            optimizer.backward(loss)
+        logging_output = output.logging_output | mask_counts(output.masked)
         if self.schedule.name != "constant":
-            logging_output["mask_scheduled"] = self.schedule(update_num) * sample["mask_counts"]["mask_maskable"]
+            logging_output["mask_scheduled"] = self.schedule(update_num) * logging_output["mask_maskable"]
         if self.pos_weighting is not None:
-            sums, counts = self.pos_weighting.class_sums(sample, None if ignore_grad or not logits else logits[0])
+            pos = rows_per_copy(sample["pos"], output.masked.copies)
+            sums, counts = self.pos_weighting.class_sums(pos, output.masked, output.token_losses)
             self.pos_weighting.observe(sums, counts)
-            logging_output.update(self.pos_weighting.logging_output(sample, sums, counts), pos_train_steps=1)
-        return loss, sample_size, logging_output
+            logging_output.update(self.pos_weighting.logging_output(pos, sums, counts), pos_train_steps=1)
+        return loss, output.sample_size, logging_output
 
     def optimizer_step(self, optimizer, model, update_num):
-        """The optimizer's step and the mask proposal's own, then the running
-        POS losses move once for the update (fairseq calls this once per
-        update, on every rank)."""
+        """The optimizer's step, then the criterion's running state (MAPNet's
+        proposal) and the running POS losses move once for the update
+        (fairseq calls this once per update, on every rank)."""
         super().optimizer_step(optimizer, model, update_num)
         self.collapse_monitor.observe_lr(optimizer.get_lr())
-        if self.proposal_learner is not None:
-            self.proposal_learner.step()
+        self.criterion.end_update()
         if self.pos_weighting is not None:
             self.pos_weighting.end_update()
 
     def valid_step(self, sample, model, criterion):
-        """The fixed standard mask, the criterion's loss, and the loss split by
-        what the input shows at each predicted position (``loss_at_mask``
-        against ``unigram_at_mask``, ``spread_at_mask``: see
-        :mod:`.position_kinds`); the whole-word yardstick's ``<mask>``
-        figures (``*_at_mask_ww``) where it is on."""
-        clean = sample
-        sample = self.mask_sample(sample, self.validation_masks(sample))
-        with captured_logits(model) as logits:
-            loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
-        logging_output.update(sample["mask_counts"])
-        if logits:
-            kinds = kind_logging_output(logits[0], sample["net_input"]["src_tokens"], sample["target"], self.mask_idx,
-                                        self.source_dictionary.pad(), self.unigram_losses)  # fmt: skip
-            logging_output.update(kinds)
-        if self.pos_weighting is not None and "pos" in sample and logits:
-            sums, counts = self.pos_weighting.class_sums(sample, logits[0])
-            logging_output.update(self.pos_weighting.logging_output(sample, sums, counts))
+        """The fixed standard mask, the criterion's loss, and the task's own
+        yardstick from the model's predictions at the predicted positions: the
+        loss split by what the input shows there (``loss_at_mask`` against
+        ``unigram_at_mask``, ``spread_at_mask``: see :mod:`.position_kinds`),
+        the per-tag losses with POS weighting, and the whole-word yardstick's
+        ``<mask>`` figures (``*_at_mask_ww``) where it is on."""
+        masked = self.validation_masks(sample)
+        masked_sample = self.mask_sample(sample, masked)
+        loss, sample_size, logging_output = super().valid_step(masked_sample, model, criterion)
+        logging_output.update(mask_counts(masked))
+        with torch.no_grad():
+            logits = model(**masked_sample["net_input"], masked_tokens=masked.predicted)[0]
+        logging_output.update(kind_logging_output(logits, masked.src_tokens, masked.target, self.mask_idx,
+                                                  self.source_dictionary.pad(), self.unigram_losses))  # fmt: skip
+        if self.pos_weighting is not None and "pos" in sample:
+            token_losses = token_losses_of(logits, masked.target[masked.predicted])
+            sums, counts = self.pos_weighting.class_sums(sample["pos"], masked, token_losses)
+            logging_output.update(self.pos_weighting.logging_output(sample["pos"], sums, counts))
         if self.valid_word_strategy is not None:
-            logging_output.update(self.whole_word_logging_output(clean, model))
+            logging_output.update(self.whole_word_logging_output(sample, model))
         return loss, sample_size, logging_output
 
     def whole_word_logging_output(self, sample, model):
@@ -430,10 +452,6 @@ class MaskedLMPlusTask(MaskedLMTask):
         warning = self.collapse_monitor.observe_validation(stats)
         if warning:
             logger.warning(warning)
-
-    def capture_logits(self, model):
-        """Collects the model's logits when per-tag losses are needed."""
-        return self.pos_weighting.capture(model) if self.pos_weighting is not None else contextlib.nullcontext([])
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)

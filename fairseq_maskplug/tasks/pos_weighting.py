@@ -1,50 +1,26 @@
 """POS weighting (``--content-weighting pos``; PTW in the paper) at training
 time, in one place: the running loss per POS tag, the unit weights it gives
-the masking strategy, the per-tag losses read off the model's forward pass
-(summed over an update's micro-batches, all-reduced across data-parallel
-ranks, moving the running losses once per optimizer update), their logging
-and the running state saved in checkpoints.
+the masking strategy, the per-tag sums of the predicted tokens' losses the
+criterion returns (summed over an update's micro-batches, all-reduced across
+data-parallel ranks, moving the running losses once per optimizer update),
+their logging and the running state saved in checkpoints.
 
 The tags come from the POS side input (``DATA/pos``, one tag per token, line
 for line); a batch carries them as ``sample["pos"]`` (B, L), fairseq's
 dictionary ids, specials and padding included.
 """
 
-import contextlib
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.data import Dictionary
 from fairseq.distributed import utils as distributed_utils
 
 from ..errors import MaskingOptionError
+from ..masking import MaskedTokens
 from ..masking.class_losses import ClassLossTracker, class_loss_sums
-
-
-@contextlib.contextmanager
-def captured_logits(model):
-    """Yields a list that receives the first output (the logits) of every
-    forward call of ``model`` inside the block."""
-    captured: List[torch.Tensor] = []
-    handle = model.register_forward_hook(lambda module, inputs, output: captured.append(output[0]))
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-def predicted_token_losses(logits: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
-    """Float32 (N,) cross-entropy (nats) of the N predicted tokens, detached.
-
-    ``logits`` are (N, V) when the model projected only the predicted
-    positions (what the masked-LM criterion asks for), or (B, L, V)."""
-    logits = logits.detach()
-    if logits.dim() == 3:
-        logits = logits[predicted]
-    return F.cross_entropy(logits.float(), target[predicted], reduction="none")
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -62,48 +38,43 @@ class PosWeighting:
         momentum: EMA momentum μ (reference 0.999).
         temperature: T in sigmoid(T · z).
         bias_correction: divide by 1 − μ^{n_c} (not in the reference).
-        pad: the token dictionary's pad id (``target`` holds it where nothing is predicted).
     """
 
-    def __init__(self, tag_dictionary: Dictionary, momentum: float, temperature: float, bias_correction: bool, pad: int):
+    def __init__(self, tag_dictionary: Dictionary, momentum: float, temperature: float, bias_correction: bool):
         self.tag_dictionary = tag_dictionary
         self.tags = list(tag_dictionary.symbols[tag_dictionary.nspecial :])
-        self.pad = pad
         self.tracker = ClassLossTracker(len(self.tags), momentum, temperature, bias_correction)
         self.pending: Optional[torch.Tensor] = None  # (2, C) sums and counts of the update in progress
         self.device = torch.device("cpu")
 
     # -------------------------------------------------------------- masking
 
-    def classes(self, sample) -> torch.Tensor:
-        """Long (B, L): each position's tag class (0..C-1), -1 for specials and padding."""
-        return sample["pos"] - self.tag_dictionary.nspecial
+    def classes(self, pos: torch.Tensor) -> torch.Tensor:
+        """Long (B, L): each position's tag class (0..C-1) from its tag ids
+        ``pos`` (B, L), -1 for specials and padding."""
+        return pos - self.tag_dictionary.nspecial
 
     def unit_weights(self, sample) -> torch.Tensor:
         """(B, L) float weights of the current running losses; positions
         without a tag (``<s>``, ``</s>``: selectable unless
         ``--never-mask-bos-eos``; padding: never) weigh as a tag whose running
         loss is the mean of all tags' (z-score 0: sigmoid(0) = 0.5)."""
-        classes = self.classes(sample)
+        classes = self.classes(sample["pos"])
         weights = self.tracker.weights().to(classes.device)
         return torch.where(classes >= 0, weights[classes.clamp(min=0)], torch.full_like(classes, 0.5, dtype=weights.dtype))
 
     # --------------------------------------------------------- observations
 
-    def capture(self, model):
-        """A context collecting ``model``'s logits (see :func:`captured_logits`)."""
-        return captured_logits(model)
-
-    def class_sums(self, masked_sample, logits: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(sums, counts) float32 (C,) of the predicted tokens' losses per tag
-        in ``masked_sample`` (its ``target`` and ``pos``); zeros without
-        ``logits`` (a dummy batch)."""
-        predicted = masked_sample["target"].ne(self.pad)
-        classes = self.classes(masked_sample)[predicted]
-        if logits is None:
+    def class_sums(self, pos: torch.Tensor, masked: MaskedTokens,
+                   token_losses: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(sums, counts) float32 (C,) per tag of ``token_losses`` (N,), the
+        losses of the N tokens ``masked`` predicts, in ``masked.predicted``
+        order; ``pos`` (B·copies, L) the tag ids of ``masked``'s rows. Zeros
+        without ``token_losses`` (a dummy batch)."""
+        classes = self.classes(pos)[masked.predicted]
+        if token_losses is None:
             zeros = torch.zeros(len(self.tags), dtype=torch.float32, device=classes.device)
             return zeros, zeros.clone()
-        token_losses = predicted_token_losses(logits, masked_sample["target"], predicted)
         return class_loss_sums(token_losses, classes, len(self.tags))
 
     def observe(self, sums: torch.Tensor, counts: torch.Tensor):
@@ -121,10 +92,11 @@ class PosWeighting:
         self.tracker.update(reduced[0], reduced[1])
         self.device, self.pending = self.pending.device, None
 
-    def logging_output(self, masked_sample, sums: torch.Tensor, counts: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def logging_output(self, pos: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Per-tag loss sums and counts of the predicted tokens, and per-tag
-        counts of the maskable tokens (to compare masked and corpus shares)."""
-        classes = self.classes(masked_sample)
+        counts of the tagged tokens of ``pos`` (B·copies, L) (to compare masked
+        and corpus shares)."""
+        classes = self.classes(pos)
         known = classes[classes >= 0]
         maskable = torch.zeros_like(counts).index_add_(0, known, torch.ones_like(known, dtype=counts.dtype))
         return {"pos_loss_sums": sums.detach(), "pos_counts": counts.detach(), "pos_maskable": maskable}
