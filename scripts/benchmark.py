@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from fairseq.data import Dictionary
 
-from fairseq_maskplug.diagnostics.masking_cost import masking_cost
-from fairseq_maskplug.experiments.benchmark import (
+from maskplug_lab.diagnostics.masking_cost import masking_cost
+from maskplug_lab.experiments.benchmark import (
     ARMS,
     BenchmarkSettings,
     cost_json,
@@ -34,7 +34,7 @@ from fairseq_maskplug.experiments.benchmark import (
     save_json,
     summarise,
 )
-from fairseq_maskplug.experiments.configurations import ENCODERS
+from maskplug_lab.experiments.configurations import ENCODERS
 
 
 def main(argv=None):

@@ -15,8 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from fairseq_maskplug.experiments.configurations import ENCODERS, METHODS, TINY
-from fairseq_maskplug.experiments.learning_curves import parse_arm, run_arm, save
+from fairseq_maskplug.methods import METHODS
+from maskplug_lab.experiments.configurations import ENCODERS, TINY
+from maskplug_lab.experiments.learning_curves import parse_arm, run_arm, save
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 
-from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, train_copy_task
+from maskplug_lab.diagnostics.copy_task import CopyTaskSettings, train_copy_task
 
 
 def parse_model(text: str):

@@ -38,7 +38,7 @@ echo "==> CUDA tests (pytest -m cuda)"
 tests_status=${PIPESTATUS[0]}
 
 if [ ! -f "$DATA/pos/dict.txt" ]; then
-    BROWN="$("$PYTHON" -c 'from fairseq_maskplug.corpus.sources import find_brown; print(find_brown() or "")')"
+    BROWN="$("$PYTHON" -c 'from maskplug_lab.corpus.sources import find_brown; print(find_brown() or "")')"
     if [ -z "$BROWN" ]; then
         echo "gpu_check.sh: --data $DATA holds no corpus with the POS side input, and no Brown corpus was found to" \
             "prepare one: python scripts/prepare_corpus.py --input CORPUS --out $DATA --pos" >&2
@@ -59,6 +59,6 @@ if [ $bench_status -ne 0 ]; then
     rm -f "$OUT/benchmark_gpu.json"
 fi
 
-"$PYTHON" -m fairseq_maskplug.experiments.gpu_check --junit "$OUT/cuda_tests.xml" --benchmark "$OUT/benchmark_gpu.json"
+"$PYTHON" -m maskplug_lab.experiments.gpu_check --junit "$OUT/cuda_tests.xml" --benchmark "$OUT/benchmark_gpu.json"
 [ $bench_status -eq 0 ] && cp "$OUT/benchmark_gpu.json" docs/benchmark_gpu.json
 [ $tests_status -eq 0 ] && [ $bench_status -eq 0 ]

@@ -21,7 +21,7 @@ done
 # shellcheck source=scripts/gpu_python.sh
 source scripts/gpu_python.sh
 if [ -n "$QUICK" ]; then
-    exec "$PYTHON" -m fairseq_maskplug.experiments.gpu_study --out runs/gpu_study_quick --data runs/gpu_study_quick_data "$@"
+    exec "$PYTHON" -m maskplug_lab.experiments.gpu_study --out runs/gpu_study_quick --data runs/gpu_study_quick_data "$@"
 fi
 require_cuda gpu_study.sh "(--quick runs the machinery on the CPU)"
-exec "$PYTHON" -m fairseq_maskplug.experiments.gpu_study --publish "$@"
+exec "$PYTHON" -m maskplug_lab.experiments.gpu_study --publish "$@"

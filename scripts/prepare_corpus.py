@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
 from fairseq_maskplug.errors import CorpusError
+from maskplug_lab.corpus.prepare import PrepareOptions, prepare_corpus
 
 
 def main(argv=None):

@@ -28,11 +28,11 @@ case "$UPDATES" in '') ;; *[!0-9]*|0) echo "quickstart.sh: --updates must be a p
 source scripts/setup_env.sh
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-VOCABULARY="$(python -c 'from fairseq_maskplug.experiments.configurations import STUDY_VOCABULARY; print(STUDY_VOCABULARY)')"
-DATA="$(python -m fairseq_maskplug.corpus.quickstart data "$OUT" --vocab-size "$VOCABULARY" ${CORPUS:+--corpus "$CORPUS"})"
-UPDATES="${UPDATES:-$(python -c 'from fairseq_maskplug.experiments.configurations import STUDY; print(STUDY.updates)')}"
+VOCABULARY="$(python -c 'from maskplug_lab.experiments.configurations import STUDY_VOCABULARY; print(STUDY_VOCABULARY)')"
+DATA="$(python -m maskplug_lab.corpus.quickstart data "$OUT" --vocab-size "$VOCABULARY" ${CORPUS:+--corpus "$CORPUS"})"
+UPDATES="${UPDATES:-$(python -c 'from maskplug_lab.experiments.configurations import STUDY; print(STUDY.updates)')}"
 # the study configuration's model, blocks, batch and optimizer, $UPDATES long
-read -r -a CONFIGURATION <<< "$(python -c "from fairseq_maskplug.experiments.configurations import STUDY
+read -r -a CONFIGURATION <<< "$(python -c "from maskplug_lab.experiments.configurations import STUDY
 print(' '.join(STUDY.flags($UPDATES)))")"
 SAVE_DIR="$OUT/checkpoints"
 LOG_FILE="$OUT/train.log"
@@ -50,4 +50,4 @@ printf ' %q' "${TRAIN[@]}"; echo
 
 echo
 echo "==> done"
-python -m fairseq_maskplug.experiments.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"
+python -m maskplug_lab.experiments.quickstart summary "$SAVE_DIR" "$LOG_FILE" "$DATA"

@@ -14,7 +14,7 @@ import logging
 import warnings
 from dataclasses import asdict
 
-from fairseq_maskplug.diagnostics.validation import validation_scores
+from fairseq_maskplug.scoring.validation import validation_scores
 
 
 def main(argv=None):

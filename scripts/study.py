@@ -21,9 +21,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from fairseq_maskplug.experiments.configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_QUICK
-from fairseq_maskplug.experiments.study import ARMS, Job
-from fairseq_maskplug.experiments.study_runner import run_study
+from maskplug_lab.experiments.configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_QUICK
+from maskplug_lab.experiments.study import ARMS, Job
+from maskplug_lab.experiments.study_runner import run_study
 
 
 def main(argv=None):

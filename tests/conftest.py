@@ -14,7 +14,7 @@ def prepared_brown_slice(tmp_path_factory, name: str, pos: bool):
     1000 pieces; about 270k tokens), with the POS side input when ``pos``:
     prepared once per test run, by whichever worker asks first, and read
     (never written) by every test."""
-    from fairseq_maskplug.corpus.prepare import PrepareOptions, prepare_corpus
+    from maskplug_lab.corpus.prepare import PrepareOptions, prepare_corpus
 
     def prepare(path):
         options = PrepareOptions(input=str(BROWN_ZIP), out=str(path / "data"), vocab_size=BROWN_SLICE_VOCAB,

@@ -20,9 +20,9 @@ from typing import Dict, List, Sequence
 import torch
 from filelock import FileLock
 
-from fairseq_maskplug.corpus.sources import PACKAGED_BROWN
-from fairseq_maskplug.experiments.configurations import TINY, method_flags
 from fairseq_maskplug.safe_loading import load_checkpoint
+from maskplug_lab.corpus.sources import PACKAGED_BROWN
+from maskplug_lab.experiments.configurations import TINY, method_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO_ROOT / "fairseq_maskplug")

@@ -10,13 +10,13 @@ from dataclasses import fields
 
 import pytest
 
-from fairseq_maskplug.corpus.prepare import PrepareOptions, binarize, prepare_corpus
 from fairseq_maskplug.criterions.mapnet_masked_lm import MapnetMaskedLMConfig
 from fairseq_maskplug.errors import CorpusError
-from fairseq_maskplug.experiments.configurations import method_flags
 from fairseq_maskplug.models.mae_lm import DECODER_OPTIONS
 from fairseq_maskplug.tasks.config import MaskedLMPlusConfig
 from harness import run_script, train_args, train_in_process
+from maskplug_lab.corpus.prepare import PrepareOptions, binarize, prepare_corpus
+from maskplug_lab.experiments.configurations import method_flags
 
 MAPNET = method_flags("mapnet")
 MAE = method_flags("mae_lm")

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import torch
 
-from fairseq_maskplug.diagnostics.masking_cost import MaskingCost
-from fairseq_maskplug.experiments.flops import Stack, mae_lm_training_flops, roberta_training_flops
 from harness import CHILD_ENV, REPO_ROOT, run_script
+from maskplug_lab.diagnostics.masking_cost import MaskingCost
+from maskplug_lab.experiments.flops import Stack, mae_lm_training_flops, roberta_training_flops
 
 
 def test_mae_lm_without_decoder_and_with_every_token_visible_costs_what_roberta_costs():

@@ -15,11 +15,11 @@ from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.logging import metrics
 from test_masked_position_loss import FixedLogits, valid_log_values
 
-from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
-from fairseq_maskplug.diagnostics.validation import validation_scores
+from fairseq_maskplug.scoring.validation import validation_scores
 from fairseq_maskplug.tasks.collapse import VALIDATIONS_IN_A_ROW, CollapseMonitor
 from fairseq_maskplug.tasks.position_kinds import prediction_spread_bits, prediction_spread_sums
 from harness import run_script, train_args, train_in_process
+from maskplug_lab.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
 
 
 def spread_of(logits: torch.Tensor) -> float:

@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, pair_batch
 from harness import run_script
+from maskplug_lab.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, pair_batch
 
 
 def test_every_masked_word_has_an_unmasked_equal_partner():

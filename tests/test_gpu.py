@@ -11,7 +11,6 @@ import pytest
 import torch
 from test_masking import make_batch, make_masker, word_start_table
 
-from fairseq_maskplug.diagnostics.validation import validation_scores
 from fairseq_maskplug.masking import (
     FullyExploredOptions,
     FullyExploredUnits,
@@ -22,6 +21,7 @@ from fairseq_maskplug.masking import (
     WeightedUnits,
 )
 from fairseq_maskplug.masking.draws import mix
+from fairseq_maskplug.scoring.validation import validation_scores
 from harness import METHOD_FLAGS, POS_METHODS, checkpoint_state, max_param_difference, train_args, train_in_process
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

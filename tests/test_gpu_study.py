@@ -12,12 +12,12 @@ import time
 import pytest
 import torch
 
-from fairseq_maskplug.experiments.study import Job, StudySettings, arm_dir
-from fairseq_maskplug.experiments.study_runner import run_jobs
 from harness import CHILD_ENV, REPO_ROOT, run_module
+from maskplug_lab.experiments.study import Job, StudySettings, arm_dir
+from maskplug_lab.experiments.study_runner import run_jobs
 
 KIT = ["bash", str(REPO_ROOT / "scripts" / "gpu_study.sh"), "--quick"]
-KIT_MODULE = "fairseq_maskplug.experiments.gpu_study"  # what gpu_study.sh runs (reruns and refusals: in process)
+KIT_MODULE = "maskplug_lab.experiments.gpu_study"  # what gpu_study.sh runs (reruns and refusals: in process)
 
 
 def test_quick_kit_stops_each_arm_at_its_time_limit_and_scores_what_it_reached(brown_pos_data, tmp_path):

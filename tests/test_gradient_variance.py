@@ -7,14 +7,9 @@ import torch
 from test_fully_explored import fully_explored_masks
 from test_masking import draws_for, make_batch, make_masker, uniform
 
-from fairseq_maskplug.diagnostics.gradient_variance import (
-    against_uniform,
-    estimate,
-    ratio_estimate,
-    relative_variance_from_gram,
-)
 from fairseq_maskplug.masking import FullyExploredOptions
 from harness import run_script, train_args, train_in_process
+from maskplug_lab.diagnostics.gradient_variance import against_uniform, estimate, ratio_estimate, relative_variance_from_gram
 
 
 def test_gram_formula_matches_the_direct_statistic_and_counts_mean_repeats():

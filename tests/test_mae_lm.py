@@ -13,10 +13,11 @@ import pytest
 import torch
 from test_task_masking import batches
 
-from fairseq_maskplug.experiments.configurations import METHODS, TINY, method_flags
+from fairseq_maskplug.methods import METHODS
 from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout, scatter_kept
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import CHILD_ENV, REPO_ROOT, logged_values, run_script, train_args, train_in_process
+from maskplug_lab.experiments.configurations import TINY, method_flags
 
 TINY_MAE = method_flags("mae_lm")
 
@@ -120,7 +121,7 @@ def test_mae_lm_is_trained_with_the_reference_corruption(brown_data):
     say so, and under them the encoder loses exactly the predicted positions."""
     import yaml
 
-    flags = METHODS["mae_lm"]
+    flags = list(METHODS["mae_lm"].flags)
     assert flags[flags.index("--leave-unmasked-prob") + 1] == "0" and flags[flags.index("--random-token-prob") + 1] == "0"
     recipe = yaml.safe_load((REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining" / "mae_lm.yaml").read_text())
     assert recipe["task"]["leave_unmasked_prob"] == 0 and recipe["task"]["random_token_prob"] == 0
@@ -186,7 +187,7 @@ def sentence_prediction_data(data, out):
     """A two-class sentence task (long vs short lines) in fairseq's layout."""
     import sentencepiece as spm
 
-    from fairseq_maskplug.corpus.prepare import binarize
+    from maskplug_lab.corpus.prepare import binarize
 
     processor = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
     lines = [line for line in (data / "raw" / "train.txt").read_text().splitlines() if line.strip()][:240]
@@ -237,7 +238,7 @@ def test_export_loads_in_stock_fairseq_and_fine_tunes(brown_data, tmp_path):
     run = subprocess.run([sys.executable, "-c", code, *finetune], env=stock_env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     stock = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("ENCODED "))[len("ENCODED ") :])
-    from fairseq_maskplug.diagnostics.validation import load_for_masking
+    from fairseq_maskplug.scoring.validation import load_for_masking
 
     _, mae = load_for_masking(str(save / "checkpoint_last.pt"), str(brown_data))
     with torch.no_grad():

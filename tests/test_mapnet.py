@@ -306,7 +306,7 @@ def build_criterion(task, **options):
     from argparse import Namespace
 
     from fairseq_maskplug.criterions.mapnet_masked_lm import MapnetMaskedLMConfig, MapnetMaskedLMCriterion
-    from fairseq_maskplug.experiments.configurations import TINY
+    from maskplug_lab.experiments.configurations import TINY
 
     size = TINY.encoder
     torch.manual_seed(0)

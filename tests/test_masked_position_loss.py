@@ -17,11 +17,11 @@ import torch
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from test_readme_commands import readme_command, run_in_repo
 
-from fairseq_maskplug.diagnostics.context_references import NeighbourCounts
-from fairseq_maskplug.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
-from fairseq_maskplug.diagnostics.validation import validation_scores
+from fairseq_maskplug.scoring.context_references import NeighbourCounts
+from fairseq_maskplug.scoring.validation import validation_scores
 from fairseq_maskplug.tasks.position_kinds import KINDS, kind_logging_output, unigram_losses
 from harness import train_args, train_in_process
+from maskplug_lab.diagnostics.copy_task import CopyTaskSettings, copy_dictionary, fit_copy_model, pair_batch
 
 
 class FixedLogits(torch.nn.Module):

@@ -16,8 +16,8 @@ from test_task_masking import batches
 from test_time_variant import pos_task
 
 from fairseq_maskplug.criterions.masking_criterion import MaskedLmPlusLoss, TrainingBatch
-from fairseq_maskplug.experiments.configurations import TINY
 from fairseq_maskplug.masking import MaskingStep
+from maskplug_lab.experiments.configurations import TINY
 
 
 def tiny_roberta(task):

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from fairseq_maskplug.experiments.configurations import STUDY
-from fairseq_maskplug.experiments.quickstart import summary
 from harness import BROWN_ZIP, CHILD_ENV, train_args, train_in_process
+from maskplug_lab.experiments.configurations import STUDY
+from maskplug_lab.experiments.quickstart import summary
 
 
 def test_summary_shows_the_masked_position_loss_and_windowed_guesses(brown_data, tmp_path):
@@ -34,9 +34,9 @@ def test_the_corpus_is_the_packaged_brown_unless_another_is_named(tmp_path, caps
     """No --corpus: the Brown corpus the package carries (the tests' own
     corpus too, so no test skips for missing data); `stdlib` writes the
     standard library's docstrings; an unknown path names the valid choices."""
-    from fairseq_maskplug.corpus.quickstart import choose_corpus
-    from fairseq_maskplug.corpus.readers import is_brown
     from fairseq_maskplug.errors import CorpusError
+    from maskplug_lab.corpus.quickstart import choose_corpus
+    from maskplug_lab.corpus.readers import is_brown
 
     chosen = choose_corpus(tmp_path)
     assert chosen == str(BROWN_ZIP) and is_brown(chosen) and (BROWN_ZIP.parent / "en-brown.map").exists()

@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-from fairseq_maskplug.experiments.configurations import METHODS, POS_METHODS, TINY, method_flags
+from fairseq_maskplug.methods import METHODS, POS_METHODS
 from harness import (
     BROWN_ZIP,
     CHILD_ENV,
@@ -24,6 +24,7 @@ from harness import (
     run_module,
     train_in_process,
 )
+from maskplug_lab.experiments.configurations import TINY, method_flags
 
 SIZE = TINY.encoder
 TINY_FLAGS = (
@@ -82,7 +83,7 @@ def test_readme_fairseq_train_examples(brown_data, brown_pos_data, tmp_path, met
     process (the console script itself runs in the quickstart's test)."""
     data = brown_pos_data if method in POS_METHODS else brown_data
     command = readme_command(README_TRAIN_EXAMPLES[method])
-    flags = METHODS[method]
+    flags = list(METHODS[method].flags)
     option_pairs = [
         " ".join(flags[i : i + 2]) if i + 1 < len(flags) and not flags[i + 1].startswith("--") else flags[i]
         for i in range(len(flags))
@@ -243,7 +244,7 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert f"python scripts/compare_methods.py --data {out}/data" in first and "python scripts/benchmark.py" in first
     # its data step again on the same --out: the prepared corpus is reused (resuming fairseq-train is
     # test_interrupted_training's)
-    again = run_module("fairseq_maskplug.corpus.quickstart", ["data", out, "--corpus", corpus, "--vocab-size", "1000"])
+    again = run_module("maskplug_lab.corpus.quickstart", ["data", out, "--corpus", corpus, "--vocab-size", "1000"])
     assert again.returncode == 0 and "reusing the corpus prepared in" in again.stdout + again.stderr, again.stderr
 
 

@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from fairseq_maskplug.experiments.calibration import run_try
-from fairseq_maskplug.experiments.study import Job, StudySettings, arm_dir, curve
-from fairseq_maskplug.experiments.study_report import loss_at, verdict
-from fairseq_maskplug.experiments.study_runner import chosen_rate, plan_jobs
 from harness import run_script
+from maskplug_lab.experiments.calibration import run_try
+from maskplug_lab.experiments.study import Job, StudySettings, arm_dir, curve
+from maskplug_lab.experiments.study_report import loss_at, verdict
+from maskplug_lab.experiments.study_runner import chosen_rate, plan_jobs
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import sys
 
 import torch
 
-from fairseq_maskplug.diagnostics.validation import validation_scores
-from fairseq_maskplug.experiments.configurations import STUDY
+from fairseq_maskplug.scoring.validation import validation_scores
 from harness import (
     CHILD_ENV,
     METHOD_FLAGS,
@@ -23,6 +22,7 @@ from harness import (
     train_args,
     train_in_process,
 )
+from maskplug_lab.experiments.configurations import STUDY
 
 BLOCK_APEX = (
     "import sys\n"

@@ -11,10 +11,10 @@ import torch
 from omegaconf import OmegaConf
 from test_task_masking import batches
 
-from fairseq_maskplug.corpus.prepare import binarize, write_tag_dictionary
 from fairseq_maskplug.errors import MaskingOptionError
 from fairseq_maskplug.tasks.masked_lm_plus import MaskedLMPlusConfig, MaskedLMPlusTask
 from harness import TOKENS_PER_SAMPLE, checkpoint_state, train_args, train_in_process
+from maskplug_lab.corpus.prepare import binarize, write_tag_dictionary
 
 # a tiny GPT-2 byte-level BPE: 'Ġ' is the space byte, so 'Ġcat' begins a word and 's' continues one
 GPT2_PIECES = ["Ġthe", "Ġcat", "s", "Ġsat", "Ġon", "Ġmat", "ting", "Ġdog", "Ġran", "ning", "Ġfast", "er", "."]

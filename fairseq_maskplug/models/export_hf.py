@@ -61,9 +61,7 @@ class HfExport:
 
 def fairseq_model(checkpoint: str, data: Optional[str]):
     """(task, eval-mode model, data dir) of any checkpoint this plugin trains."""
-    import fairseq_maskplug  # noqa: F401  (registers the plugin's task and models)
-
-    from ..diagnostics.validation import load_for_masking
+    from ..scoring.validation import load_for_masking
 
     state = load_checkpoint(checkpoint)
     data = data or str(state["cfg"]["task"]["data"]).split(":")[0]

@@ -15,7 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Dict, List
 
-from ..errors import CorpusError
+from fairseq_maskplug.errors import CorpusError
+
 from .prepare import SPLITS, binarize, read_manifest, split_by_document, write_tag_dictionary
 from .readers import brown_files, read_documents
 

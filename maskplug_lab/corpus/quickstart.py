@@ -1,6 +1,6 @@
 """The quickstart's data: choose a corpus and prepare it once.
 
-python -m fairseq_maskplug.corpus.quickstart data OUT_DIR [--corpus PATH|nltk|stdlib] [--vocab-size N]
+python -m maskplug_lab.corpus.quickstart data OUT_DIR [--corpus PATH|nltk|stdlib] [--vocab-size N]
     prints the prepared data dir (OUT_DIR/data), preparing it when needed
 """
 
@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import CorpusError
+from fairseq_maskplug.errors import CorpusError
+
 from .prepare import PrepareOptions, prepare_corpus, read_manifest
 from .sources import PACKAGED_BROWN, find_nltk_brown, write_stdlib_corpus
 

@@ -3,7 +3,7 @@ pytest's JUnit XML, with the fp32/fp16/bf16 losses the tests print) and the GPU
 benchmark's ratios and masking cost, as one Markdown table; both are also
 added to the benchmark's JSON.
 
-    python -m fairseq_maskplug.experiments.gpu_check --junit XML --benchmark JSON
+    python -m maskplug_lab.experiments.gpu_check --junit XML --benchmark JSON
 """
 
 import argparse

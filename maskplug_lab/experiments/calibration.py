@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import List
 
+from ..paths import REPO_ROOT
 from .configurations import CONFIGURATIONS
-from .study import PACKAGE_DIR
 
 
 def train_command(data: str, save_dir: Path, configuration: str, updates: int, extra: List[str], seed: int) -> List[str]:
@@ -37,7 +37,7 @@ def train_command(data: str, save_dir: Path, configuration: str, updates: int, e
 
 
 def run_try(data: str, out: Path, name: str, configuration: str, updates: int, extra: List[str], seed: int = 1) -> dict:
-    from ..diagnostics.validation import validation_scores
+    from fairseq_maskplug.scoring.validation import validation_scores
 
     records = out / "calibration.jsonl"
     if records.exists():
@@ -47,7 +47,7 @@ def run_try(data: str, out: Path, name: str, configuration: str, updates: int, e
     run_dir = out / name
     run_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(data, run_dir / "checkpoints", configuration, updates, extra, seed)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(PACKAGE_DIR.parent))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     started = time.time()
     with open(run_dir / "train.log", "a") as log:
         code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

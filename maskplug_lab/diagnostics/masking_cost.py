@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary, ListDataset, MaskTokensDataset
 
-from ..data.vocabulary import build_masker
-from ..masking import CorruptionRule, MaskDraws, RatioSchedule, UniformUnits
+from fairseq_maskplug.data.vocabulary import build_masker
+from fairseq_maskplug.masking import CorruptionRule, MaskDraws, RatioSchedule, UniformUnits
 
 BATCH_SIZES = (8, 32, 256)
 REFERENCE_BATCH = 32  # the batch the ratio to stock is taken at

@@ -1,7 +1,7 @@
 """The end of ``scripts/quickstart.sh``: what the model learned, next to the
 reference a model that ignores context scores.
 
-    python -m fairseq_maskplug.experiments.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
+    python -m maskplug_lab.experiments.quickstart summary SAVE_DIR LOG_FILE DATA_DIR
 
 Prints where the checkpoint and log are, the loss at the positions whose
 input is ``<mask>`` on the fixed standard validation mask (full precision)
@@ -20,8 +20,8 @@ from typing import List, Tuple
 
 import torch
 
-from ..diagnostics.validation import load_for_masking, validation_scores
-from ..safe_loading import load_checkpoint
+from fairseq_maskplug.safe_loading import load_checkpoint
+from fairseq_maskplug.scoring.validation import load_for_masking, validation_scores
 
 
 def held_out_sentences(data: Path, count: int, seed: int = 0) -> List[str]:

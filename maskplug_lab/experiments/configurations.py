@@ -1,6 +1,7 @@
-"""Named configurations, each said once: encoder sizes, the optimizer recipe,
-the training configurations built from them (tiny: tests and quick runs), and
-every method as the ``fairseq-train`` flags that select it.
+"""Named configurations, each said once: encoder sizes, the optimizer recipe
+and the training configurations built from them (tiny: tests and quick
+runs); a method's flags (the plugin's registry, ``fairseq_maskplug.methods``)
+at an encoder size.
 
 Used by the tests, the scripts, the benchmark, the learning curves and the
 docs; the hydra override ``config/pretraining/size/tiny.yaml`` is checked
@@ -10,7 +11,7 @@ against :data:`TINY` by a test.
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-from ..masking.fully_explored import default_segments
+from fairseq_maskplug import methods
 
 
 @dataclass(frozen=True)
@@ -128,47 +129,8 @@ CONFIGURATIONS: Dict[str, TrainingConfiguration] = {
     "gpu_study": GPU_STUDY, "gpu_study_quick": GPU_STUDY_QUICK,
 }  # fmt: skip
 
-# method -> the fairseq-train flags that select it (on top of a configuration's;
-# later flags win). MAE-LM arms also get their encoder size's decoder depth
-# (see method_flags).
-FE_COPIES = default_segments(0.15)  # K of fully-explored masking at the default --mask-prob (7)
-PLUS = ["--task", "masked_lm_plus"]
-POS_WEIGHTING = ["--mask-whole-words", "--content-weighting", "pos"]  # the reference's PTW: whole words
-MAPNET = [*PLUS, "--criterion", "mapnet_masked_lm"]
-# the reference's estimator: clipped product weights, REINFORCE, no mixture (and its 1e-4 floor)
-MAPNET_REFERENCE = ["--mapnet-weights", "product_clipped", "--mapnet-objective", "reinforce", "--mapnet-uniform-share", "0"]
-# MAE-LM as its reference trains: every selected position is removed from the encoder (no 80/10/10)
-MAE_LM = ["--arch", "mae_lm_base", "--leave-unmasked-prob", "0", "--random-token-prob", "0"]
-METHODS: Dict[str, List[str]] = {
-    "stock": ["--task", "masked_lm"],
-    "random": PLUS,
-    "fully_explored": ["--task", "fully_explored_masked_lm"],
-    "fully_explored_contiguous": ["--task", "fully_explored_masked_lm", "--fe-partition", "contiguous"],
-    "linear": [*PLUS, "--mask-schedule", "linear"],
-    "cosine": [*PLUS, "--mask-schedule", "cosine"],
-    "whole_word": [*PLUS, "--mask-whole-words"],
-    "pos": [*PLUS, *POS_WEIGHTING],
-    "pos_cosine": [*PLUS, *POS_WEIGHTING, "--mask-schedule", "cosine"],
-    "pos_corrected": [*PLUS, *POS_WEIGHTING, "--pos-bias-correction"],
-    "mapnet": MAPNET,
-    "mapnet_reference": [*MAPNET, *MAPNET_REFERENCE, "--mapnet-proposal-floor", "1e-4"],
-    "mae_lm": [*PLUS, *MAE_LM],
-    # two combinations no paper has tried
-    "cosine_mae_lm": [*PLUS, "--mask-schedule", "cosine", *MAE_LM],
-    "fully_explored_mae_lm": ["--task", "fully_explored_masked_lm", *MAE_LM],
-}
-# methods that need the POS side input (prepare_corpus.py --pos)
-POS_METHODS = {name for name, flags in METHODS.items() if "pos" in flags}
-
-
-def is_mae_lm(flags: List[str]) -> bool:
-    return any(flag.startswith("mae_lm") for flag in flags)
-
 
 def method_flags(name: str, encoder: EncoderSize = TINY.encoder) -> List[str]:
-    """The flags of method ``name``; an MAE-LM method's decoder gets the depth
-    that goes with ``encoder``."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
-    flags = list(METHODS[name])
-    return flags + ["--decoder-layers", str(encoder.decoder_layers)] if is_mae_lm(flags) else flags
+    """The flags of method ``name`` (:data:`fairseq_maskplug.methods.METHODS`);
+    an MAE-LM method's decoder gets the depth that goes with ``encoder``."""
+    return methods.method_flags(name, encoder.decoder_layers)

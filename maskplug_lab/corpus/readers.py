@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Iterable, List, Tuple
 
-from ..errors import CorpusError
+from fairseq_maskplug.errors import CorpusError
 
 BROWN_META_FILES = {"cats.txt", "CONTENTS", "README"}
 BROWN_QUOTES = {"``": '"', "''": '"'}

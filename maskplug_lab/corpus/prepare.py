@@ -17,8 +17,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
-from ..data.pos_dataset import POS_DIR
-from ..errors import CorpusError
+from fairseq_maskplug.data.pos_dataset import POS_DIR
+from fairseq_maskplug.errors import CorpusError
+
 from .pos_tagging import SPACY_TAGS, UNIVERSAL_TAGS, TaggedLine, piece_tags, tag_brown, tag_with_spacy
 from .readers import Document, is_brown, read_documents
 

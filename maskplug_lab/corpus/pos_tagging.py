@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..errors import CorpusError
+from fairseq_maskplug.errors import CorpusError
+
 from .readers import BrownDetokenizer, read_brown_tagged
 
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X")
@@ -91,7 +92,7 @@ def word_spans(text: str, words: Sequence[str], tags: Sequence[str]) -> List[Tup
 
 def tag_brown(path: str, map_path: str) -> List[List[TaggedLine]]:
     """Documents of tagged lines, in the order and with the text that
-    :func:`~fairseq_maskplug.corpus.readers.read_brown` gives."""
+    :func:`~maskplug_lab.corpus.readers.read_brown` gives."""
     mapping = load_brown_map(map_path)
     detokenize = BrownDetokenizer()
     documents = []

@@ -19,8 +19,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from ..corpus.genres import write_genre_task
 from ..corpus.prepare import PrepareOptions, prepare_corpus, read_manifest
 from ..corpus.sources import PACKAGED_BROWN
+from ..paths import REPO_ROOT
 from .configurations import STUDY_LR_GRID, STUDY_LR_LIMITS, STUDY_VOCABULARY
-from .study import ARM_BY_NAME, PACKAGE_DIR, PARITY_ARMS, Job, StudySettings, arm_dir, job_done, lr_label, parse_log
+from .study import ARM_BY_NAME, PARITY_ARMS, Job, StudySettings, arm_dir, job_done, lr_label, parse_log
 from .study_report import (
     headline_markdown,
     load_grid,
@@ -89,7 +90,7 @@ def run_jobs(jobs: Union[Sequence[Job], Callable[[], List[Job]]], settings: Stud
     ``deadline`` (a ``time.time()``): jobs still running then are stopped
     (with their fairseq-train) and jobs not started are dropped. Returns the
     jobs that "failed" (their log named) and those "stopped" or never started."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(PACKAGE_DIR.parent))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     settings_json = dataclasses.asdict(settings)
     planner = jobs if callable(jobs) else (lambda listed=list(jobs): [j for j in listed if j not in finished])
     finished: List[Job] = []
@@ -116,7 +117,7 @@ def run_jobs(jobs: Union[Sequence[Job], Callable[[], List[Job]]], settings: Stud
             folder = arm_dir(settings, job.arm, job.seed, job.lr)
             folder.mkdir(parents=True, exist_ok=True)
             log = open(folder / "job.log", "a")
-            process = subprocess.Popen([sys.executable, "-m", "fairseq_maskplug.experiments.study", payload], env=env,
+            process = subprocess.Popen([sys.executable, "-m", "maskplug_lab.experiments.study", payload], env=env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
             running[job] = (process, time.time(), log)
         time.sleep(2)
@@ -226,7 +227,7 @@ def mechanisms(settings: StudySettings, out: Path, chosen: Dict[str, Optional[fl
     losses, bias-corrected, early and late. What OUT/mechanisms already holds
     is read back, checkpoints or not (a study continued from result.json files)."""
     found = {}
-    scripts, env = PACKAGE_DIR.parent / "scripts", dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     target = out / "mechanisms"
     target.mkdir(exist_ok=True)
 
@@ -245,7 +246,8 @@ def mechanisms(settings: StudySettings, out: Path, chosen: Dict[str, Optional[fl
                            capture_output=True)  # fmt: skip
         found[name] = json.loads((target / f"{name}.json").read_text())
 
-    variance = [str(scripts / "measure_mask_variance.py"), "--data", settings.data, "--draws", "32", "--batch-size", "16"]
+    variance = ["-m", "maskplug_lab.diagnostics.measure_mask_variance", "--data", settings.data, "--draws", "32",
+                "--batch-size", "16"]  # fmt: skip
     if checkpoint("random"):
         for corruption in ("mask_only", "80_10_10"):
             measure(f"fully_explored_{corruption}", variance + ["--checkpoint", checkpoint("random"), "--strategies",
@@ -255,7 +257,7 @@ def mechanisms(settings: StudySettings, out: Path, chosen: Dict[str, Optional[fl
             measure(arm, variance + ["--checkpoint", checkpoint(arm), "--strategies", "random,mapnet"])
     encoders = [checkpoint(arm) for arm in ("random", "mae_lm", "mae_lm_decoder4") if checkpoint(arm)]
     if checkpoint("random") and len(encoders) > 1:
-        measure("effective_rank", [str(scripts / "effective_rank.py"), "--data", settings.data,
+        measure("effective_rank", ["-m", "maskplug_lab.diagnostics.effective_rank", "--data", settings.data,
                                    *[flag for path in encoders for flag in ("--checkpoint", path)]])  # fmt: skip
     if checkpoint("pos"):
         found["pos_losses"] = pos_losses(Path(checkpoint("pos")).parent)
@@ -268,7 +270,7 @@ def mechanisms(settings: StudySettings, out: Path, chosen: Dict[str, Optional[fl
 def pos_losses(checkpoints: Path) -> Dict[str, Dict[str, float]]:
     """Bias-corrected running loss per tag (bits) at the first interval
     checkpoint and the last: s / (1 − μ^n), n the updates that saw the tag."""
-    from ..safe_loading import load_checkpoint
+    from fairseq_maskplug.safe_loading import load_checkpoint
 
     paths = sorted(checkpoints.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
     found = {}

@@ -5,7 +5,7 @@ intervals.
 Each arm is a ``fairseq-train`` run (a child process) with the same data,
 model, optimiser, batch size and seed, differing only in its masking flags.
 Checkpoints are kept at every validation interval and re-scored with
-:func:`~fairseq_maskplug.diagnostics.validation.validation_scores`, so
+:func:`~fairseq_maskplug.scoring.validation.validation_scores`, so
 stock ``masked_lm`` (which validates on its own masks) compares with the rest.
 """
 
@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from ..diagnostics.validation import validation_scores
-from .configurations import METHODS, TrainingConfiguration, is_mae_lm, method_flags
+from fairseq_maskplug.methods import METHODS, is_mae_lm
+from fairseq_maskplug.scoring.validation import validation_scores
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+from ..paths import PLUGIN_DIR, REPO_ROOT
+from .configurations import TrainingConfiguration, method_flags
 
 
 @dataclass
@@ -66,7 +67,7 @@ def arm_command(
     extra: Sequence[str],
 ) -> List[str]:
     return [
-        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm",
+        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", str(PLUGIN_DIR), "--criterion", "masked_lm",
         *config.flags(updates), *arm_flags(arm, config),  # the arm's flags win
         "--seed", str(seed), "--save-dir", str(save_dir), "--save-interval-updates", str(validate_every),
         "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--validate-interval-updates", str(validate_every),
@@ -102,7 +103,7 @@ def run_arm(
     save_dir, log_file = out / arm, out / f"{arm}.log"
     save_dir.mkdir(parents=True, exist_ok=True)
     command = arm_command(arm, data, save_dir, config, updates, validate_every, seed, extra)
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     started = time.time()
     with open(log_file, "w") as log:
         returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

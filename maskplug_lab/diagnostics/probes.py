@@ -89,7 +89,7 @@ def random_init_probe(checkpoint: str, data: str, tokens: int = 20000, seed: int
     freshly initialised weights (seed ``seed``): what no pre-training gives."""
     from fairseq import checkpoint_utils
 
-    from .validation import load_for_masking
+    from fairseq_maskplug.scoring.validation import load_for_masking
 
     task, trained = load_for_masking(checkpoint, data, content_weighting="pos")
     torch.manual_seed(seed)

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..masking import (
+from fairseq_maskplug.masking import (
     FullyExploredOptions,
     FullyExploredUnits,
     MaskDraws,
@@ -33,7 +33,7 @@ from ..masking import (
     RatioSchedule,
     UniformUnits,
 )
-from ..masking.fully_explored import unit_ranks
+from fairseq_maskplug.masking.fully_explored import unit_ranks
 
 # A strategy masks the clean (B, L) tokens for draw r (it may return K·B rows)
 # and gives the per-predicted-token loss weights (None: all 1).

@@ -10,14 +10,21 @@ angles between the two subspaces. MAE-LM's encoder never sees ``<mask>``: its
 Measures of a centred (N, d) matrix with singular values σ:
 rank@τ = min{k : Σ_{j≤k} σ_j² / Σ σ_j² ≥ τ} for τ = 0.9 and 0.99, and the
 entropy effective rank exp(−Σ π_j log π_j), π_j = σ_j / Σ σ.
+
+    python scripts/effective_rank.py --data DIR --checkpoint CKPT [--checkpoint CKPT2] --json OUT
+    python -m maskplug_lab.diagnostics.effective_rank ...   (the same)
 """
 
+import argparse
+import json
+import logging
 import math
 from typing import Dict, List
 
 import torch
 
-from ..modules.mae_layout import gather_kept, kept_layout
+from fairseq_maskplug.modules.mae_layout import gather_kept, kept_layout
+from fairseq_maskplug.scoring.validation import load_for_masking
 
 
 def rank_measures(vectors: torch.Tensor) -> Dict[str, float]:
@@ -118,3 +125,37 @@ def measure_checkpoint(task, model, split: str, max_tokens: int, batch_size: int
             )
         layers.append(layer)
     return {"model": "mae_lm" if removes_mask else "roberta", "split": split, "layers": layers}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--checkpoint", action="append", required=True, help="repeat to compare checkpoints")
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--max-tokens", type=int, default=10000, help="token vectors per layer and condition")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, force=True)
+    results = {}
+    for checkpoint in args.checkpoint:
+        task, model = load_for_masking(checkpoint, args.data)
+        task.load_dataset(args.split)
+        results[checkpoint] = measure_checkpoint(task, model, args.split, args.max_tokens)
+        print(f"{checkpoint} ({results[checkpoint]['model']})")
+        print("  layer  with<mask>: r90 r99 entropy | without: r90 r99 entropy | <mask> tokens r90 | mean angle")
+        for layer in results[checkpoint]["layers"]:
+            w, c = layer["with_mask_real"], layer["without_mask_real"]
+            extra = ""
+            if "mask_tokens" in layer:
+                angles = layer["principal_angles_deg"]
+                extra = f" | {layer['mask_tokens']['rank_90']:4d} | {sum(angles) / len(angles):5.1f}"
+            print(
+                f"  {layer['layer']:5d}  {w['rank_90']:4d} {w['rank_99']:4d} {w['entropy_rank']:7.2f} | "
+                f"{c['rank_90']:4d} {c['rank_99']:4d} {c['entropy_rank']:7.2f}{extra}"
+            )
+    with open(args.json, "w") as handle:
+        json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Training throughput of one masking arm, measured inside fairseq's Trainer.
 
-One arm per process (``python -m fairseq_maskplug.experiments.throughput
+One arm per process (``python -m maskplug_lab.experiments.throughput
 JSON``), so that each arm's peak memory is its own. The process sets up
 fairseq-train's trainer, runs ``warmup`` updates, prints ``READY`` and then
 serves its parent line by line on stdin: ``block`` runs ``updates`` updates

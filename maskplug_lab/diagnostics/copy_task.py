@@ -69,7 +69,7 @@ def build_copy_model(kind: str, dictionary: Dictionary, settings: CopyTaskSettin
     """``kind`` "roberta" or "mae_lm": width ``dim``, two heads, no dropout."""
     from fairseq.models.roberta import RobertaModel
 
-    from ..models.mae_lm import MaeLMModel
+    from fairseq_maskplug.models.mae_lm import MaeLMModel
 
     class Task:
         source_dictionary = dictionary

@@ -4,7 +4,7 @@ configurations.py), inside a time budget, scored on the loss at the
 ``<mask>`` positions of the fixed standard mask against the train unigram
 and the two-neighbour count model on the same positions.
 
-    python -m fairseq_maskplug.experiments.gpu_study [--data DIR] [--out DIR] [--budget S] [--arms a,b]
+    python -m maskplug_lab.experiments.gpu_study [--data DIR] [--out DIR] [--budget S] [--arms a,b]
         [--seeds 1] [--updates N] [--device cuda|cpu] [--quick] [--publish]
 
 (``scripts/gpu_study.sh`` runs it.) Every arm-seed starts at once (one
@@ -28,8 +28,9 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..paths import REPO_ROOT
 from .configurations import CONFIGURATIONS, GPU_STUDY_VOCABULARY
-from .study import PACKAGE_DIR, Job, StudySettings, arm_dir
+from .study import Job, StudySettings, arm_dir
 from .study_report import load_results, loss_at, mean_sd, verdict
 from .study_runner import ensure_data, run_jobs
 
@@ -210,7 +211,7 @@ def main(argv=None):
     out = Path(args.out)
     print((out / "study_gpu.md").read_text())
     if args.publish:
-        docs = PACKAGE_DIR.parent / "docs"
+        docs = REPO_ROOT / "docs"
         for name in ("study_gpu.json", "study_gpu.md"):
             shutil.copy(out / name, docs / name)
         print(f"wrote docs/study_gpu.json and docs/study_gpu.md ({len(report['arms'])} arms)")

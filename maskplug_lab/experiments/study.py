@@ -6,7 +6,7 @@ if it was killed; its console goes to ``train.log``), scores the result and
 writes ``result.json``; a job whose ``result.json`` exists is skipped (or, when
 its downstream probes are now wanted, only evaluated again).
 
-    python -m fairseq_maskplug.experiments.study JOB_JSON   (one job; scripts/study.py runs them)
+    python -m maskplug_lab.experiments.study JOB_JSON   (one job; scripts/study.py runs them)
 
 Per job: the curve of the loss at the ``<mask>`` positions of the fixed
 standard mask and of the whole-word yardstick (fairseq's validation of
@@ -33,10 +33,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..safe_loading import STOCK_FAIRSEQ_TRAIN
-from .configurations import CONFIGURATIONS, FE_COPIES, EncoderSize, TrainingConfiguration, is_mae_lm, method_flags
+from fairseq_maskplug.methods import FE_COPIES, is_mae_lm
+from fairseq_maskplug.safe_loading import STOCK_FAIRSEQ_TRAIN
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+from ..paths import PLUGIN_DIR
+from .configurations import CONFIGURATIONS, EncoderSize, TrainingConfiguration, method_flags
+
 FAIRSEQ_TRAIN_LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"  # fairseq_cli/train.py's console
 
 
@@ -166,7 +168,7 @@ def train_args(arm: StudyArm, seed: int, settings: StudySettings, save_dir: Path
     config = settings.config
     keep = arm.name in ("stock", "pos")  # stock is re-scored on the fixed mask; pos's early state is a mechanism
     return [
-        settings.data, "--user-dir", str(PACKAGE_DIR),
+        settings.data, "--user-dir", str(PLUGIN_DIR),
         "--criterion", "masked_lm", *config.flags(cpu=settings.device == "cpu"), *arm.method_flags(config.encoder),
         *(["--fp16"] if settings.device == "cuda" else []),
         *(["--stop-time-hours", f"{settings.stop_seconds / 3600:.6f}"] if settings.stop_seconds > 0 else []),
@@ -322,8 +324,9 @@ def curve_figures(scores) -> Dict[str, float]:
 
 def evaluate(arm: StudyArm, seed: int, settings: StudySettings, out: Path, log: Path, lr: Optional[float] = None,
              downstream: bool = True) -> ArmSeedResult:  # fmt: skip
+    from fairseq_maskplug.scoring.validation import load_for_masking, validation_scores
+
     from ..diagnostics.probes import pos_probe
-    from ..diagnostics.validation import load_for_masking, validation_scores
 
     save_dir = out / "checkpoints"
     last = save_dir / "checkpoint_last.pt"
@@ -366,7 +369,7 @@ def genre_accuracy(checkpoint: Optional[Path], mae_lm: bool, seed: int, settings
     export_roberta; the held-out accuracy after the last epoch (no selection on it)."""
     restore = checkpoint
     if mae_lm:
-        from ..models.export import export_roberta
+        from fairseq_maskplug.models.export import export_roberta
 
         restore = Path(export_roberta(str(checkpoint), str(out / "exported"), force=True))
     config = settings.config

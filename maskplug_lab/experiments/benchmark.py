@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List
 
+from fairseq_maskplug.methods import FE_COPIES
+
 from ..diagnostics.masking_cost import REFERENCE_BATCH, MaskingCost
-from .configurations import ENCODERS, FE_COPIES, method_flags
+from ..paths import PLUGIN_DIR, REPO_ROOT
+from .configurations import ENCODERS, method_flags
 from .flops import Stack, mae_lm_training_flops, roberta_training_flops
-from .learning_curves import PACKAGE_DIR
 
 # the methods benchmarked ("random" is masked_lm_plus with its defaults)
 ARMS = ["stock", "random", "fully_explored", "linear", "cosine", "pos", "mapnet", "mae_lm"]
@@ -80,7 +82,7 @@ def fairseq_args(arm: str, settings: BenchmarkSettings) -> List[str]:
     encoder = ENCODERS[settings.encoder]
     length = settings.tokens_per_sample
     return [
-        settings.data, "--user-dir", str(PACKAGE_DIR), "--criterion", "masked_lm", *encoder.flags(),
+        settings.data, "--user-dir", str(PLUGIN_DIR), "--criterion", "masked_lm", *encoder.flags(),
         *method_flags(method(arm), encoder), "--tokens-per-sample", str(length), "--max-positions", str(length),
         "--sample-break-mode", "none", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6",
         "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "10",
@@ -102,11 +104,11 @@ class ArmProcess:
             "warmup": settings.warmup,
             "updates": settings.updates,
         }
-        env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.arm, self.log = arm, log_dir / f"{arm}.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fairseq_maskplug.experiments.throughput", json.dumps(request)],
+                [sys.executable, "-m", "maskplug_lab.experiments.throughput", json.dumps(request)],
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
