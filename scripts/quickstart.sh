@@ -2,7 +2,7 @@
 # Install everything into .venv, prepare a corpus and pre-train a small RoBERTa
 # with masked_lm_plus on the CPU, in the study's configuration (the tiny
 # encoder on 16-piece blocks of 1,000 pieces, lr 3e-3;
-# experiments/configurations.py: STUDY), then show what it learned: the loss at
+# maskplug_lab/experiments/configurations.py: STUDY), then show what it learned: the loss at
 # the <mask> positions against the unigram, and fill-mask guesses.
 #   bash scripts/quickstart.sh [--corpus PATH] [--updates N] [--out DIR]
 # Re-running with the same --out reuses the prepared corpus and resumes from
@@ -36,17 +36,16 @@ read -r -a CONFIGURATION <<< "$(python -c "from maskplug_lab.experiments.configu
 print(' '.join(STUDY.flags($UPDATES)))")"
 SAVE_DIR="$OUT/checkpoints"
 LOG_FILE="$OUT/train.log"
-LOG_FORMAT=simple; [ -t 1 ] && LOG_FORMAT=tqdm
 VALIDATE_EVERY=$(( UPDATES < 1000 ? UPDATES : 1000 ))
 
 TRAIN=(fairseq-train "$DATA" --user-dir "$REPO_ROOT/fairseq_maskplug"
     --task masked_lm_plus --criterion masked_lm "${CONFIGURATION[@]}" --seed 1
     --validate-interval-updates "$VALIDATE_EVERY" --save-interval-updates "$VALIDATE_EVERY"
     --keep-interval-updates 1 --no-epoch-checkpoints --save-dir "$SAVE_DIR" --best-checkpoint-metric loss_at_mask
-    --log-format "$LOG_FORMAT" --log-interval 100 --log-file "$LOG_FILE")
-echo "==> pre-training ($UPDATES updates on the CPU):"
-printf ' %q' "${TRAIN[@]}"; echo
-"${TRAIN[@]}" 2> >(grep --line-buffered -v "tensorboardX\|pin_memory\|super().__init__(loader)\|autocast" >&2)
+    --log-format json --log-interval 100)
+printf '%q ' "${TRAIN[@]}" > "$OUT/train_command.sh"; echo >> "$OUT/train_command.sh"
+echo "==> pre-training: $UPDATES updates on the CPU (the command: $OUT/train_command.sh; fairseq's log: $LOG_FILE)"
+python -m maskplug_lab.experiments.train_console "$LOG_FILE" "$UPDATES" -- "${TRAIN[@]}"
 
 echo
 echo "==> done"

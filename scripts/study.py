@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The study: every masking method as an arm on the STUDY configuration
-(experiments/configurations.py), each at its own learning rate (chosen from
+(maskplug_lab/experiments/configurations.py), each at its own learning rate (chosen from
 a grid on seed 1 by the valid split's loss at <mask>, the grid extended past
 a winning edge), then several seeds at that rate reported on the test split,
 with downstream probes, each paper's mechanism re-measured, verdicts against
@@ -43,7 +43,8 @@ def main(argv=None):
                         "--never-mask-bos-eos (seed 1) at lr 3e-3")  # fmt: skip
     parser.add_argument("--tries", default="",
                         help="ARM:LR:SEED,...: single jobs to run first (no downstream probes), reported apart; for "
-                        "the levers tried on an arm whose chosen rate fails (LEVER_ARMS, experiments/study.py)")  # fmt: skip
+                        "the levers tried on an arm whose chosen rate fails (LEVER_ARMS, "
+                        "maskplug_lab/experiments/study.py)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a tiny version (tests): 30 updates on a 60-document slice")
     parser.add_argument("--no-mechanisms", action="store_true", help="skip re-measuring the mechanisms")
     parser.add_argument("--report-only", action="store_true",

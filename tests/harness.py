@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence
 import torch
 from filelock import FileLock
 
+from fairseq_maskplug import methods
 from fairseq_maskplug.safe_loading import load_checkpoint
 from maskplug_lab.corpus.sources import PACKAGED_BROWN
 from maskplug_lab.experiments.configurations import TINY, method_flags
@@ -71,14 +72,9 @@ def train_args(
 # Every method the cross-cutting tests (resume, data-parallel) run, as the
 # flags that select it on top of train_args (later flags win): fully-explored
 # with K = 4 to keep them fast, and the time-variant methods combined.
-METHOD_FLAGS = {
-    "masked_lm_plus": method_flags("random"),
-    "fully_explored": method_flags("fully_explored") + ["--fe-segments", "4"],
-    "time_variant_pos": method_flags("pos_cosine"),
-    "mapnet": method_flags("mapnet"),
-    "mae_lm": method_flags("mae_lm"),
-}
-POS_METHODS = {"time_variant_pos"}
+METHOD_FLAGS = {name: method_flags(name) for name in ("random", "fully_explored", "pos_cosine", "mapnet", "mae_lm")}
+METHOD_FLAGS["fully_explored"] += ["--fe-segments", "4"]
+POS_METHODS = set(METHOD_FLAGS) & methods.POS_METHODS
 
 
 @contextlib.contextmanager

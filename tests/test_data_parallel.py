@@ -181,7 +181,7 @@ def test_pos_running_losses_move_once_per_update_whatever_the_update_freq(two_ba
     parameters) --update-freq 1 with batch 2B reaches: the per-tag sums of an
     update's micro-batches are added up and move the averages once, at the
     optimizer step, as the reference moves them once per step."""
-    method = "time_variant_pos"
+    method = "pos_cosine"
     single = run_args(method, two_batch_data, tmp_path / "one", 2 * B)
     accumulated = run_args(method, two_batch_data, tmp_path / "two", B) + ["--update-freq", "2"]
     train_in_process(single)
@@ -202,7 +202,7 @@ def test_two_machines_started_by_the_documented_torchrun_command_match_one_rank(
     "machines" (NODE_RANK 0 and 1, one CPU rank each, with the CPU flags the
     page gives), reaches the parameters one rank of batch 2B reaches."""
     command = next(line for line in documented_block("torchrun --nnodes").splitlines() if line.startswith("torchrun"))
-    args = [*run_args("masked_lm_plus", two_batch_data, tmp_path / "machines", B), "--distributed-backend", "gloo",
+    args = [*run_args("random", two_batch_data, tmp_path / "machines", B), "--distributed-backend", "gloo",
             "--ddp-backend", "legacy_ddp"]  # fmt: skip
     assert "--cpu" in args
     machine_set_up = f"NNODES=2 NPROC_PER_NODE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}"
@@ -228,7 +228,7 @@ def test_two_machines_started_by_the_documented_torchrun_command_match_one_rank(
     for machine, output in zip(machines, outputs):
         assert machine.returncode == 0, output[-3000:]
     assert "distributed init (rank 1): env://" in outputs[1] and "training on 2 devices" in outputs[0]
-    train_in_process(run_args("masked_lm_plus", two_batch_data, tmp_path / "single", 2 * B))
+    train_in_process(run_args("random", two_batch_data, tmp_path / "single", 2 * B))
     one, two = (checkpoint_state(tmp_path / name / "checkpoint_last.pt") for name in ("single", "machines"))
     assert two["optimizer_history"][-1]["num_updates"] == UPDATES
     assert max_param_difference(one["model"], two["model"]) <= TOLERANCE

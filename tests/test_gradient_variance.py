@@ -65,7 +65,7 @@ def test_the_measure_against_the_uniform_mean_reads_spread_and_bias_apart():
 
 
 def test_additive_case_fully_explored_has_zero_mask_variance():
-    """SPEC §1.2: if each masked position contributes a fixed vector a_i, the
+    """The fully-explored paper's argument: if each masked position contributes a fixed vector a_i, the
     average over the K fully-explored copies is exactly the mean of all a_i
     (zero variance), while K independent masks keep variance
     ≈ σ²/(K·m)·(n − m)/(n − 1) per sequence."""

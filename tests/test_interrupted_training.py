@@ -68,9 +68,9 @@ def training_state(path):
 
 # method -> the TensorBoard tags only that method logs (besides fairseq's own and mask_ratio)
 SIGNATURE_TAGS = {
-    "masked_lm_plus": set(),
+    "random": set(),
     "fully_explored": set(),
-    "time_variant_pos": {"mask_ratio_scheduled", "pos_ema_NOUN", "pos_loss_NOUN", "pos_share_NOUN", "pos_base_NOUN"},
+    "pos_cosine": {"mask_ratio_scheduled", "pos_ema_NOUN", "pos_loss_NOUN", "pos_share_NOUN", "pos_base_NOUN"},
     "mapnet": {"mlm_loss", "mapnet_loss", "mapnet_entropy", "mapnet_ess", "mapnet_corr", "mapnet_max_weight", "mapnet_clip"},
     "mae_lm": set(),
 }
@@ -278,12 +278,12 @@ def test_a_run_killed_inside_the_copy_to_checkpoint_last_resumes_from_a_whole_ch
     with fairseq's own copy the file is truncated (unloadable); with the
     plugin's, checkpoint_last.pt is still update 4's, whole, and the same
     command resumes from it to exactly the uninterrupted run's state."""
-    output = killed_while_copying(method_args("masked_lm_plus", brown_data, tmp_path / "fairseq"), FAIRSEQ_COPIER)
+    output = killed_while_copying(method_args("random", brown_data, tmp_path / "fairseq"), FAIRSEQ_COPIER)
     assert "COPYING" in output and (tmp_path / "fairseq" / "checkpoint_last.pt").stat().st_size == 4096
     with pytest.raises(RuntimeError, match="failed reading zip archive"):
         torch.load(tmp_path / "fairseq" / "checkpoint_last.pt")
 
-    args = method_args("masked_lm_plus", brown_data, tmp_path / "killed")
+    args = method_args("random", brown_data, tmp_path / "killed")
     output = killed_while_copying(args, ATOMIC_COPIER)
     assert "checkpoint_last.pt.partial" in output.splitlines()[-1]
     assert training_state(tmp_path / "killed" / "checkpoint_last.pt")["num_updates"] == SAVE_EVERY  # whole, update 4's
@@ -291,7 +291,7 @@ def test_a_run_killed_inside_the_copy_to_checkpoint_last_resumes_from_a_whole_ch
     train_in_process(args)  # the same command again
     assert f"(epoch 1 @ {SAVE_EVERY} updates)" in caplog.text
     assert not (tmp_path / "killed" / "checkpoint_last.pt.partial").exists()  # the next copy replaced it
-    train_in_process(method_args("masked_lm_plus", brown_data, tmp_path / "straight"))
+    train_in_process(method_args("random", brown_data, tmp_path / "straight"))
     assert_identical(
         training_state(tmp_path / "killed" / "checkpoint_last.pt"),
         training_state(tmp_path / "straight" / "checkpoint_last.pt"),

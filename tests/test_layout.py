@@ -64,3 +64,19 @@ def test_no_package_runs_a_script_by_path(package):
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert node.value != "scripts" and not SCRIPT_PATH.match(node.value), (path, node.value)
+
+
+def test_a_corpus_prepared_from_the_packaged_brown_before_the_move_is_found_after_it(brown_data, tmp_path):
+    """A data dir's manifest records its corpus's path; one prepared from the
+    packaged Brown corpus where the plugin carried it names the lab's copy."""
+    from maskplug_lab.corpus.prepare import MANIFEST, read_manifest
+    from maskplug_lab.corpus.sources import PACKAGED_BROWN
+
+    record = json.loads((brown_data / MANIFEST).read_text())
+    assert record["input"] == str(PACKAGED_BROWN)
+    record["input"] = "/old/checkout/fairseq_maskplug/corpus/brown/brown.zip"
+    (tmp_path / MANIFEST).write_text(json.dumps(record))
+    assert read_manifest(str(tmp_path)).input == str(PACKAGED_BROWN)
+    record["input"] = "/elsewhere/brown.zip"
+    (tmp_path / MANIFEST).write_text(json.dumps(record))
+    assert read_manifest(str(tmp_path)).input == "/elsewhere/brown.zip"

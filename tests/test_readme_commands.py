@@ -128,6 +128,7 @@ def assert_trained(output: str, save_dir, method: str, updates: int):
     assert (save_dir / "checkpoint_last.pt").exists()
 
 
+POS_RECIPES = {METHODS[name].recipe for name in POS_METHODS if METHODS[name].recipe}
 RECIPES = sorted(p.stem for p in (REPO_ROOT / "fairseq_maskplug" / "config" / "pretraining").glob("*.yaml"))
 
 
@@ -156,7 +157,7 @@ def test_the_tiny_size_override_is_the_tiny_configuration():
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_readme_recipe_command_runs_every_recipe(brown_data, brown_pos_data, tmp_path, recipe):
     """The README's recipe command, as written, with ``+size=tiny`` added."""
-    data = brown_pos_data if recipe == "time_variant_pos" else brown_data
+    data = brown_pos_data if recipe in POS_RECIPES else brown_data
     command = readme_command("--config-dir fairseq_maskplug/config/pretraining").replace("$PWD/data/brown", str(data))
     command = command.replace("RECIPE=fully_explored", f"RECIPE={recipe}")
     overrides = f"+size=tiny checkpoint.save_dir={tmp_path / 'ckpt'} hydra.sweep.dir={tmp_path / 'sweep'}"
@@ -176,14 +177,8 @@ def switch_over_rows():
     return rows
 
 
-SWITCH_OVER_METHODS = {
-    "stock masking, made on the device": "baseline",
-    "fully-explored masking": "fully_explored",
-    "time-variant masking (cosine ratio schedule)": "time_variant",
-    "+ POS-weighted content": "time_variant_pos",
-    "MAPNet": "mapnet",
-    "MAE-LM": "mae_lm",
-}
+# README row label -> its method's recipe (fairseq_maskplug.methods: each method's readme_row)
+SWITCH_OVER_METHODS = {method.readme_row: method.recipe for method in METHODS.values() if method.readme_row}
 
 
 # the row whose run is a child process (an exit status checked, as for every recipe and the hydra example:
@@ -196,7 +191,7 @@ def test_readme_switch_over_table_applied_to_fairseqs_roberta_recipe(brown_data,
     rows = switch_over_rows()
     assert set(rows) == set(SWITCH_OVER_METHODS) | {"the plugin (needed by every row)"}
     method = SWITCH_OVER_METHODS[row]
-    data = brown_pos_data if method == "time_variant_pos" else brown_data
+    data = brown_pos_data if method in POS_RECIPES else brown_data
     base = readme_command("--config-name base").split("task.data=")[0]  # the ROBERTA_CONFIG line and the recipe
     overrides = " ".join(rows["the plugin (needed by every row)"] + rows[row]).replace(
         "$PWD/fairseq_maskplug", str(REPO_ROOT / "fairseq_maskplug")

@@ -51,7 +51,7 @@ def test_importing_the_plugin_sets_no_environment_variable():
 KINDS = {
     **{name: (flags, []) for name, flags in METHOD_FLAGS.items()},
     "stock masked_lm": (["--task", "masked_lm"], []),
-    "memory-efficient fp16": (METHOD_FLAGS["masked_lm_plus"], ["--memory-efficient-fp16"]),
+    "memory-efficient fp16": (METHOD_FLAGS["random"], ["--memory-efficient-fp16"]),
     "fp16, MAPNet": (METHOD_FLAGS["mapnet"], ["--fp16", "--fp16-no-flatten-grads"]),
 }
 
@@ -65,7 +65,7 @@ def checkpoint_kinds(brown_data, brown_pos_data, tmp_path_factory):
         for name, (method, extra) in KINDS.items():
             data = brown_pos_data if name in POS_METHODS else brown_data
             train_in_process(train_args(data, root / name, updates=3, extra=[*method, *extra]))
-        resumed = train_args(brown_data, root / "masked_lm_plus", updates=5, extra=METHOD_FLAGS["masked_lm_plus"])
+        resumed = train_args(brown_data, root / "random", updates=5, extra=METHOD_FLAGS["random"])
         train_in_process(resumed)  # resumes at update 3, saves at 5
         from fairseq_maskplug.models.export import export_roberta
 
@@ -81,8 +81,8 @@ def test_every_kind_of_checkpoint_loads_with_weights_only(checkpoint_kinds):
         state = torch.load(path, map_location="cpu")  # torch's default: weights_only=True
         assert state["model"], path
         assert checkpoint_utils.load_checkpoint_to_cpu(str(path))["model"].keys() == state["model"].keys()
-    resumed = torch.load(checkpoint_kinds / "masked_lm_plus" / "checkpoint_last.pt")
+    resumed = torch.load(checkpoint_kinds / "random" / "checkpoint_last.pt")
     assert resumed["optimizer_history"][-1]["num_updates"] == 5
     assert resumed["task_state"]["mask_draws"] == "counter-splitmix64-v1"
     assert torch.load(checkpoint_kinds / "mapnet" / "checkpoint_last.pt")["task_state"]["mapnet_proposal"]
-    assert torch.load(checkpoint_kinds / "time_variant_pos" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]
+    assert torch.load(checkpoint_kinds / "pos_cosine" / "checkpoint_last.pt")["task_state"]["pos_running_loss"]

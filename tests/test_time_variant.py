@@ -18,7 +18,7 @@ from harness import TOKENS_PER_SAMPLE, checkpoint_state, logged_values, train_ar
 
 P, T = 0.15, 1000
 
-# formula of every reference schedule (SPEC §2.2) at t, for p = 0.15
+# formula of every reference schedule (the MRD paper's code) at t, for p = 0.15
 FORMULAS = {
     "constant": lambda t: P,
     "linear": lambda t: (1 - t / T) * 2 * P,

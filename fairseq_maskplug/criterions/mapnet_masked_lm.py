@@ -1,5 +1,5 @@
 """``mapnet_masked_lm``: masks drawn from a learned proposal, losses
-importance-weighted so the objective stays the uniform-mask one (SPEC §3).
+importance-weighted so the objective stays the uniform-mask one.
 
 Training step (a :class:`~.masking_criterion.MaskingCriterion` that draws
 its masks: the task hands over the clean batch and the step's draws, a

@@ -1,6 +1,6 @@
 """Running masked-token loss per content class (POS-tag weighted masking, PTW).
 
-SPEC §2.3: every training step, for each class c among the step's predicted
+PTW's running losses: every training step, for each class c among the step's predicted
 tokens, the mean token cross-entropy ℓ̄_c updates an exponential moving
 average s_c ← μ·s_c + (1 − μ)·ℓ̄_c (s starts at 0, no bias correction;
 classes absent from a step keep their value). Class weights are

@@ -1,5 +1,5 @@
 """Importance weights for masks drawn from a proposal q instead of uniformly
-(MAPNet, SPEC §3.3). The target is the uniform masking of a sequence's n
+(MAPNet). The target is the uniform masking of a sequence's n
 units at the task's ratio; every weight is computed in float64 from detached
 probabilities.
 

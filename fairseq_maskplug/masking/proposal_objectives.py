@@ -2,7 +2,7 @@
 the gradient norm, regressed on the units a step drew.
 
 The variance of the importance-weighted gradient, Σ_i p_i² ‖g_i‖² / q_i (per
-sequence, p uniform), is least at q ∝ ‖g_i‖ (SPEC §3.2). The network predicts
+sequence, p uniform), is least at q ∝ ‖g_i‖. The network predicts
 a non-negative proxy of ‖g_i‖ for every unit from the clean tokens; the
 proposal is q_θ ∝ prediction (:func:`~.importance.normalized_proposal`).
 """
@@ -15,7 +15,7 @@ def logit_gradient_norm(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     cross-entropy's gradient with respect to the logits of each of N
     predicted tokens (in [0, √2]); every parameter's gradient is this vector
     back-propagated, so it is the part of ‖g_i‖ that differs most between
-    tokens (SPEC §3.6)."""
+    tokens."""
     probabilities = torch.softmax(logits.float(), dim=-1)
     residual = probabilities.scatter_add(-1, targets.unsqueeze(-1), -torch.ones_like(probabilities[:, :1]))
     return residual.norm(dim=-1)

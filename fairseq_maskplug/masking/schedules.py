@@ -4,7 +4,7 @@ Every schedule is p(t) = start + (end − start) · progress(t / T), t the
 update number (clipped to T). ``start`` is p(0) and ``end`` is p(T), except for the
 two V/Λ shapes (``poly_asc``, ``poly_desc``), where ``end`` is the turning value
 at T/2 and p(T) returns to ``start``. Defaults reproduce the reference
-schedules for a base ratio p (SPEC §2.2; p = 0.15 gives the numbers in
+schedules of the MRD paper's code for a base ratio p (p = 0.15 gives the numbers in
 brackets):
 
     constant        p                                              (0.15)

@@ -1,5 +1,5 @@
 """MAE-LM: a RoBERTa encoder that never sees ``<mask>``, and a shallow decoder
-used only in pre-training (Meng et al., ICLR 2024; SPEC §4).
+used only in pre-training (Meng et al., ICLR 2024).
 
 Reuses RoBERTa and changes only what it must (the model of fairseq's
 ``examples/linformer``): the encoder is RoBERTa's, module for module and name

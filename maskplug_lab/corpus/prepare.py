@@ -254,9 +254,27 @@ def prepare_corpus(options: PrepareOptions) -> Manifest:
     return manifest
 
 
+# where the packaged Brown corpus lay before the lab had a package of its own
+FORMER_PACKAGED_CORPUS = os.path.join("fairseq_maskplug", "corpus", "brown") + os.sep
+
+
+def relocated(path: str) -> str:
+    """``path``, or, where it names a file of the packaged Brown corpus at its
+    former place and is gone, that file where the lab carries it now."""
+    if path and not os.path.exists(path) and FORMER_PACKAGED_CORPUS in path:
+        from .sources import PACKAGED_BROWN
+
+        return str(PACKAGED_BROWN.parent / path.split(FORMER_PACKAGED_CORPUS)[-1])
+    return path
+
+
 def read_manifest(out: str) -> Optional[Manifest]:
+    """The manifest of a prepared data dir (None without one); a corpus path
+    it records from the packaged Brown's former place points at its new one."""
     path = os.path.join(out, MANIFEST)
     if not os.path.isfile(path):
         return None
     with open(path) as handle:
-        return Manifest(**json.load(handle))
+        manifest = Manifest(**json.load(handle))
+    manifest.input = relocated(manifest.input)
+    return manifest

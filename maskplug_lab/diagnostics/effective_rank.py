@@ -1,4 +1,5 @@
-"""Effective rank of token representations per encoder layer (SPEC §4.5).
+"""Effective rank of token representations per encoder layer (MAE-LM's
+claim: its encoder's representations have a higher rank than RoBERTa's).
 
 For a checkpoint and held-out text: the vectors of real tokens (not ``<s>``,
 ``</s>``, padding or ``<mask>``) at every encoder layer, for inputs with the

@@ -27,7 +27,7 @@ from .flops import Stack, mae_lm_training_flops, roberta_training_flops
 # the methods benchmarked ("random" is masked_lm_plus with its defaults)
 ARMS = ["stock", "random", "fully_explored", "linear", "cosine", "pos", "mapnet", "mae_lm"]
 
-# the targets of issue 7: arm -> (minimum ratio to stock, the throughput it is measured on)
+# the benchmark's targets: arm -> (minimum ratio to stock, the throughput it is measured on)
 TARGETS = {
     "random": (1.0, "text"),
     "fully_explored": (0.95, "processed"),

@@ -35,7 +35,7 @@ class EncoderSize:
 ENCODERS: Dict[str, EncoderSize] = {
     "tiny": EncoderSize(layers=2, dim=64, ffn=128, heads=2, decoder_layers=1),
     "small": EncoderSize(layers=4, dim=256, ffn=1024, heads=4, decoder_layers=4),
-    # the shared small-scale protocol of SPEC.md section 5 (about BERT-medium); its MAE-LM decoder scaled from 4/12
+    # about BERT-medium, the small-scale protocol's size; its MAE-LM decoder scaled from 4/12
     "medium": EncoderSize(layers=6, dim=512, ffn=2048, heads=8, decoder_layers=2),
     "base": EncoderSize(layers=12, dim=768, ffn=3072, heads=12, decoder_layers=4),
 }
