@@ -4,8 +4,8 @@ recipe that trains it at base size (``config/pretraining/RECIPE.yaml``) and
 its row in the README's switch-over table, where it has them.
 
 The study's arms are these methods (its configurations add the model size,
-the optimizer and the learning rate); the tests check each recipe and each
-README row against its method's flags. An MAE-LM method's decoder depth goes
+the optimizer and the learning rate); a test checks each recipe against its
+method's flags, and the README's switch-over rows are found by their labels here. An MAE-LM method's decoder depth goes
 with the encoder's size (see :func:`method_flags`).
 """
 

@@ -244,7 +244,7 @@ def free_port() -> int:
 
 def start_ranks(args: Sequence[str], preambles: Sequence[str]) -> List[subprocess.Popen]:
     """One fairseq-train process per preamble, rank R running ``preambles[R]``,
-    on the CPU with gloo (the flags DESIGN.md gives), output captured."""
+    on the CPU with gloo (docs/gpu.md's flags for data-parallel on the CPU), output captured."""
     port = free_port()
     return [
         subprocess.Popen(

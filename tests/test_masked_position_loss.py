@@ -6,7 +6,7 @@ that copies its input scores near 0 bits where the input shows the answer
 and no better than the unigram at ``<mask>`` (while the aggregate over all
 predicted positions ranks it ahead); one trained to read a neighbour (the
 pair-copy task) scores near 0 bits at ``<mask>``. fairseq's validation log
-carries the figures, and diagnostics.validation returns the same ones.
+carries the figures, and fairseq_maskplug.scoring.validation returns the same ones.
 """
 
 import logging

@@ -67,6 +67,7 @@ def test_stock_masked_lm_becomes_the_protocols_criterion_with_the_same_loss(ptw)
         loss, sample_size, logging_output = stock(model, masked_sample)
         assert torch.equal(ours.loss, loss) and torch.equal(ours.sample_size, sample_size)
         assert ours.logging_output.keys() == logging_output.keys()
+        assert all(torch.equal(torch.as_tensor(ours.logging_output[k]), torch.as_tensor(v)) for k, v in logging_output.items())
         assert ours.token_losses.shape == (int(masked.predicted.sum()),)
         assert torch.allclose(ours.token_losses.sum(), loss.float(), rtol=1e-5)
 

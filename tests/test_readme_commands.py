@@ -65,7 +65,7 @@ def run_in_repo(command: str, tmp_path) -> str:
     return result.stdout + result.stderr
 
 
-# method (experiments.configurations.METHODS) -> what marks its README example
+# method (fairseq_maskplug.methods.METHODS) -> what marks its README example
 README_TRAIN_EXAMPLES = {
     "random": "--task masked_lm_plus --criterion masked_lm --arch roberta_base",
     "fully_explored": "--task fully_explored_masked_lm",
@@ -230,7 +230,11 @@ def test_quickstart_runs_end_to_end(tmp_path):
     out, corpus = tmp_path / "qs", brown_slice_zip(tmp_path / "brown60.zip")
     first = run_in_repo(f"bash scripts/quickstart.sh --corpus {corpus} --updates 4 --out {out}", tmp_path)
     assert f"==> corpus: {corpus}" in first
-    assert not re.search(r"Warning|deprecat", first), "the console shows fairseq's progress and the summary only"
+    assert not re.search(r"Warning|deprecat", first), "the console shows the progress and the summary only"
+    assert re.search(r"^update 4/4: loss at <mask> \d+\.\d+ bits, -?\d+\.\d+ below the unigram", first, flags=re.M), first
+    log = (out / "train.log").read_text()  # fairseq's own output: its configuration, its records
+    assert "'_name': 'masked_lm_plus'" in log and "'_name': 'masked_lm_plus'" not in first
+    assert f"fairseq's log: {out}/train.log" in first and (out / "train_command.sh").exists()
     assert re.search(r"\| input is `<mask>` \| \d+\.\d% \| \d+\.\d+ \|", first)
     assert re.search(r"\| reference at `<mask>`: train unigram \| \| \d+\.\d+ \|", first)
     assert re.search(r"the model: loss at <mask> \d+\.\d+ bits .* below the train unigram", first)

@@ -57,7 +57,6 @@ from ..masking.importance import (
 from ..masking.proposal_objectives import logit_gradient_norm, per_unit_totals, regression_loss
 from ..modules.mask_proposal import MaskProposalNetwork
 from ..modules.proposal_learner import ProposalLearner
-from ..tasks.masked_lm_plus import MaskedLMPlusTask
 from .masking_criterion import CriterionOutput, MaskingCriterion, TrainingBatch
 
 WEIGHT_MODES = ("inclusion", "exact_ordered", "exact_ordered_clipped", "product_clipped")
@@ -134,6 +133,8 @@ class MapnetMaskedLMConfig(FairseqDataclass):
 
 def check_task(task):
     """Refuse a task that masks in its dataset, or one whose model is not built."""
+    from ..tasks.masked_lm_plus import MaskedLMPlusTask  # here: the task module imports this package's protocol
+
     if not isinstance(task, MaskedLMPlusTask):
         raise MaskingOptionError(
             f"--criterion mapnet_masked_lm needs --task masked_lm_plus (or its presets); the task "
@@ -263,6 +264,8 @@ class MapnetMaskedLMCriterion(MaskingCriterion):
         """The main loss (returned; the task back-propagates it into the model
         only), and the proposal's loss, whose gradient the learner keeps."""
         sample, step = batch.sample, batch.step
+        if self.proposal_strategy is None:
+            raise MaskingOptionError("mapnet_masked_lm trains with the strategies masked_lm_plus attaches when it builds it")
         tokens = sample["net_input"]["src_tokens"]
         uniform = self.uses_uniform_masks(sample, step.update_num)
         if uniform and not self.regression:  # a score-function estimator learns nothing from uniform masks

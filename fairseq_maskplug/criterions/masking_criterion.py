@@ -132,5 +132,6 @@ class MaskedLmPlusLoss(MaskedLmLoss, MaskingCriterion):
             if masked_tokens is None:  # every position projected
                 logits = logits.view(-1, logits.size(-1))[predicted.view(-1)]
             target = sample["target"][predicted]
-            token_losses = token_losses_of(logits[: target.numel()], target)  # (stock projects one row when none is predicted)
+            # stock projects rows for positions without a target where none is predicted (on the GPU): none counts
+            token_losses = token_losses_of(logits[: target.numel()], target)
         return CriterionOutput(loss, sample_size, logging_output, batch.masked, token_losses)

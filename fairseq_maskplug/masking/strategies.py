@@ -212,8 +212,9 @@ class ProposalUnits(MaskingStrategy):
 
 @dataclass
 class MaskingStep:
-    """One training step's randomness, handed by the task to a criterion that
-    draws its own masks: the batch's ``draws`` and the ``update_num``;
+    """One training step's randomness, which the task hands its criterion
+    (a criterion that draws its own masks draws from it): the batch's
+    ``draws`` and the ``update_num``;
     ``learn``: the step trains the proposal (not a dummy batch, not a
     diagnostic); ``first_of_update``: the update's first micro-batch."""
 

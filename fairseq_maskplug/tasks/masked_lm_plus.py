@@ -408,6 +408,8 @@ class MaskedLMPlusTask(MaskedLMTask):
         (fairseq calls this once per update, on every rank)."""
         super().optimizer_step(optimizer, model, update_num)
         self.collapse_monitor.observe_lr(optimizer.get_lr())
+        if self.criterion is None:
+            raise MaskingOptionError("masked_lm_plus trains with the criterion its build_criterion made; none was built")
         self.criterion.end_update()
         if self.pos_weighting is not None:
             self.pos_weighting.end_update()

@@ -16,7 +16,7 @@ updates, tokens processed and training seconds; the final scores at full
 precision on the valid split (the learning rate is chosen on them) and on
 the test split (the study reports those): every kind of predicted position,
 both references, the spread of the predictions (collapse), the whole-word
-yardstick (``diagnostics.validation``); with ``downstream``, the POS probe of
+yardstick (``fairseq_maskplug.scoring.validation``); with ``downstream``, the POS probe of
 every layer and the Brown genre task fine-tuned with stock fairseq (MAE-LM
 through ``export_roberta``).
 """
@@ -139,7 +139,9 @@ class ArmSeedResult:
     flags: List[str]
     curve: List[Dict[str, float]]  # updates, at_mask_bits (and at_mask_ww_bits where logged), tokens, seconds
     final_at_mask_bits: float  # valid: loss at the <mask> positions of the fixed standard mask (MAE-LM: its decoder's)
-    final_scores: Dict  # valid: diagnostics.validation.ValidationScores (every kind of position, references, spread, ww)
+    final_scores: (
+        Dict  # valid: fairseq_maskplug.scoring.validation.ValidationScores (every kind of position, references, spread, ww)
+    )
     train_seconds: float
     test_top1_at_mask: float  # top-1 accuracy at the <mask> positions of the test split
     pos_probe: Optional[Dict]  # None: not probed (probe_tokens 0, or not downstream)

@@ -377,10 +377,10 @@ def headline_markdown(report: Dict) -> str:
         f"{encoder['dim']} RoBERTa on {config['tokens_per_sample']}-piece blocks, {config['batch_size']} blocks per update, "
         f"{config['updates']:,} updates), each at its own learning rate (chosen on seed 1 from "
         f"{', '.join(lr_label(lr) for lr in report['learning_rates']['grid'])} by the valid split), "
-        f"{' or '.join(map(str, seeds))} seeds, reported on the test split: the loss at the `<mask>` positions of a fixed "
-        "standard mask and of a fixed whole-word mask, each against the train unigram on the same positions. An arm is "
-        "ranked on its own yardstick (whole-word arms on the whole-word one); a call needs a difference beyond twice "
-        "its standard error. MAE-LM's figures are its pre-training decoder's.",
+        f"{' or '.join(map(str, seeds)) or 'as yet no'} seeds, reported on the test split: the loss at the `<mask>` "
+        "positions of a fixed standard mask and of a fixed whole-word mask, each against the train unigram on the same "
+        "positions. An arm is ranked on its own yardstick (whole-word arms on the whole-word one); a call needs a "
+        "difference beyond twice its standard error. MAE-LM's figures are its pre-training decoder's.",
         "",
         "| arm | lr | seeds | loss at `<mask>` (bits) | below the unigram | whole words: loss at `<mask>` | below the "
         "unigram | against random, equal updates (SE) | equal tokens |",
