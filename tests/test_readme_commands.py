@@ -234,6 +234,7 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert re.search(r"^update 4/4: loss at <mask> \d+\.\d+ bits, -?\d+\.\d+ below the unigram", first, flags=re.M), first
     log = (out / "train.log").read_text()  # fairseq's own output: its configuration, its records
     assert "'_name': 'masked_lm_plus'" in log and "'_name': 'masked_lm_plus'" not in first
+    assert "Namespace(" not in first and "Namespace(" in (out / "data" / "preprocess.log").read_text()
     assert f"fairseq's log: {out}/train.log" in first and (out / "train_command.sh").exists()
     assert re.search(r"\| input is `<mask>` \| \d+\.\d% \| \d+\.\d+ \|", first)
     assert re.search(r"\| reference at `<mask>`: train unigram \| \| \d+\.\d+ \|", first)

@@ -5,6 +5,7 @@ python -m maskplug_lab.corpus.quickstart data OUT_DIR [--corpus PATH|nltk|stdlib
 """
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -85,6 +86,9 @@ def main(argv=None):
     data.add_argument("--corpus", default=None, help=f"{CORPUS_CHOICES}; default: the Brown corpus this repository carries")
     data.add_argument("--vocab-size", type=int, default=8000)
     args = parser.parse_args(argv)
+    # fairseq-preprocess's INFO lines (its arguments, the counts) go to DATA/preprocess.log, its own file, not the console
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", force=True)
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)
     try:
         print(prepared_data(args.out, args.corpus, args.vocab_size))
     except CorpusError as error:
