@@ -4,8 +4,10 @@ progress and, after each validation, the loss at <mask> against the
 unigram; a failing run exits with its status and shows the end of its log."""
 
 import re
+import signal
 import subprocess
 import sys
+import time
 
 from harness import CHILD_ENV, train_args
 
@@ -38,3 +40,20 @@ def test_a_failing_run_exits_with_its_status_and_shows_the_end_of_its_log(brown_
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     assert f"failed (exit status 1); the end of its log, {log}:" in run.stderr
     assert "--mask-prob must lie in (0, 1)" in run.stderr and "--mask-prob must lie in (0, 1)" in log.read_text()
+
+
+def test_stopping_the_console_stops_the_run(brown_data, tmp_path):
+    """SIGTERM to the console (a job scheduler's stop) ends fairseq-train too:
+    no training left running unseen."""
+    log, save = tmp_path / "train.log", tmp_path / "ckpt"
+    args = train_args(brown_data, save, updates=100000, extra=["--log-format", "json", "--log-interval", "1"])
+    console = subprocess.Popen([*CONSOLE, str(log), "100000", "--", *FAIRSEQ_TRAIN, *args], env=CHILD_ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and '"num_updates"' not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.5)
+    assert '"num_updates"' in log.read_text(), "fairseq-train did not start training"
+    console.send_signal(signal.SIGTERM)
+    assert console.wait(timeout=30) == 128 + signal.SIGTERM
+    left = subprocess.run(["pgrep", "-f", str(save)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"fairseq-train still running: {left.stdout}"

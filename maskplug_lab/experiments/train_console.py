@@ -14,6 +14,7 @@ are printed, with the log's path.
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ def follow(command: List[str], log: Path, updates: int, terminal: bool, poll: fl
     with log.open("a") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     progress = Progress(updates, terminal)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stopped: stop the run too (finally)
     try:
         while True:
             status = process.poll()
@@ -91,6 +93,7 @@ def follow(command: List[str], log: Path, updates: int, terminal: bool, poll: fl
     finally:
         if process.poll() is None:
             process.terminate()
+            process.wait(timeout=60)
         progress.close()
 
 
