@@ -22,11 +22,11 @@ def test_the_console_shows_progress_and_the_loss_at_mask_and_the_log_holds_the_r
     run = subprocess.run([*CONSOLE, str(log), "10", "--", *FAIRSEQ_TRAIN, *args], env=CHILD_ENV, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    lines = re.findall(r"^update (\d+)/10: loss at <mask> (\d+\.\d+) bits, (-?\d+\.\d+) below the unigram \((\d+\.\d+)\)$",
-                       run.stdout, flags=re.M)  # fmt: skip
+    lines = re.findall(r"^update (\d+)/10: loss at <mask> (\d+\.\d+) bits, (\d+\.\d+) (below|above) the unigram "
+                       r"\((\d+\.\d+)\)$", run.stdout, flags=re.M)  # fmt: skip
     assert [int(update) for update, *_ in lines] == [5, 10], run.stdout
-    for _, loss, below, unigram in lines:
-        assert abs(float(unigram) - float(loss) - float(below)) < 0.006
+    for _, loss, gap, side, unigram in lines:
+        assert abs(float(unigram) - float(loss) - (float(gap) if side == "below" else -float(gap))) < 0.006
     text = log.read_text()
     assert "'_name': 'masked_lm_plus'" in text and '"valid_loss_at_mask"' in text  # fairseq's config dump, its records
     assert "'_name': 'masked_lm_plus'" not in run.stdout and len(run.stdout) < len(text) / 5

@@ -38,7 +38,8 @@ def records(lines: List[str]) -> Iterator[Dict]:
 def at_mask(record: Dict) -> str:
     """A validation record's loss at ``<mask>`` against the unigram on its positions."""
     loss, unigram = float(record["valid_loss_at_mask"]), float(record["valid_unigram_at_mask"])
-    return f"loss at <mask> {loss:.3f} bits, {unigram - loss:.2f} below the unigram ({unigram:.3f})"
+    side = "below" if loss <= unigram else "above"
+    return f"loss at <mask> {loss:.3f} bits, {abs(unigram - loss):.2f} {side} the unigram ({unigram:.3f})"
 
 
 class Progress:
