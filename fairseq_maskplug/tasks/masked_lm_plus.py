@@ -92,7 +92,7 @@ def repeat_per_copy(sample, copies: int):
     sequence-major, and the counts scaled."""
 
     def repeat(value):
-        return value.repeat_interleave(copies, dim=0) if torch.is_tensor(value) and value.dim() > 0 else value
+        return rows_per_copy(value, copies) if torch.is_tensor(value) and value.dim() > 0 else value
 
     sample = {key: repeat(value) for key, value in sample.items() if key != "net_input"} | {
         "net_input": {key: repeat(value) for key, value in sample["net_input"].items()}
@@ -219,16 +219,17 @@ class MaskedLMPlusTask(MaskedLMTask):
         criterion = super().build_criterion(cfg, from_checkpoint)
         if type(criterion) is MaskedLmLoss:
             criterion = MaskedLmPlusLoss(MaskedLmConfig(tpu=criterion.tpu), self)
+        name = getattr(cfg, "_name", type(criterion).__name__)
         if not isinstance(criterion, MaskingCriterion):
             raise MaskingOptionError(
-                f"--criterion {getattr(cfg, '_name', type(criterion).__name__)}: masked_lm_plus trains through its "
+                f"--criterion {name}: masked_lm_plus trains through its "
                 "masking protocol; use --criterion masked_lm (stock masked_lm's loss) or mapnet_masked_lm, or a "
                 "criterion derived from fairseq_maskplug.criterions.masking_criterion.MaskingCriterion"
             )
         if criterion.draws_masks:
             if not isinstance(self.train_strategy, UniformUnits):
                 raise MaskingOptionError(
-                    f"{getattr(cfg, '_name', type(criterion).__name__)} draws its own masks: use --masking random, "
+                    f"{name} draws its own masks: use --masking random, "
                     "--content-weighting none and no span masking (--mask-multiple-length 1, --mask-stdev 0)"
                 )
             criterion.attach(ProposalMasking(self.train_strategy))
