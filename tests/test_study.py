@@ -53,10 +53,13 @@ def check_quick_study_writes_every_output(quick_study):
     markdown = (out / "study.md").read_text()
     assert "| cosine | 0.003 | 1 | standard |" in markdown and "Verdicts against random masking" in markdown
     assert "Learning-rate grid" in markdown and "randomly initialised encoder fine-tuned the same way" in markdown
+    verdicts = next(line for line in markdown.splitlines() if line.startswith("| cosine | ") and "(SE)" not in line
+                    and "no verdict: collapsed" in line)  # fmt: skip
+    assert verdicts.count("no verdict: collapsed") == 4  # the loss verdicts; the probes' stand
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "probes.png").stat().st_size > 10_000
     assert "done cosine lr 0.003 seed 1: loss at <mask>" in stdout
     headline = (out / "headline.md").read_text()
-    assert "| cosine | 0.003 | 1 |" in headline and "collapsed (seeds 1): no verdict" in headline  # 30 updates
+    assert "| cosine | 0.003 | 1 |" in headline and "collapsed (seed 1): no verdict" in headline  # 30 updates
 
 
 def check_a_rerun_skips_finished_arm_seeds(quick_study):

@@ -155,6 +155,7 @@ def summarise(results: Dict[str, List[dict]], grid: "Grid", baselines: Optional[
             "valid_at_mask_bits": mean_sd([split_bits(r, "valid", "at_mask") for r in seeds]),
             "valid_whole_words_bits": mean_sd([split_bits(r, "valid", "whole_words") for r in seeds]),
             "train_seconds": mean_sd([r["train_seconds"] for r in seeds]),
+            "seconds_per_seed": [r["train_seconds"] for r in seeds],
             "tokens": mean_sd([r["curve"][-1]["tokens"] for r in seeds]),
             "test_top1_at_mask": mean_sd([r["test_top1_at_mask"] for r in seeds]),
             "genre_accuracy": mean_sd([r["genre_accuracy"] for r in seeds]),
@@ -271,12 +272,10 @@ def cell(pair, digits=3) -> str:
 Grid = Dict[str, Dict[float, Dict[int, dict]]]  # {arm: {learning rate: {seed: result.json}}}
 
 
-Grid = Dict[str, Dict[float, Dict[int, dict]]]  # {arm: {learning rate: {seed: result.json}}}
-
-
 def grid_markdown(grid: Grid, chosen: Dict[str, Optional[float]]) -> List[str]:
-    """The learning-rate grid: seed 1, valid split, loss at ``<mask>`` on the
-    standard mask / the whole-word yardstick, the chosen rate in bold."""
+    """The learning-rate grid of the study's arms (``chosen``'s keys): seed 1,
+    valid split, loss at ``<mask>`` on the standard mask / the whole-word
+    yardstick, the chosen rate in bold."""
     rates = sorted({lr for found in grid.values() for lr, seeds in found.items() if 1 in seeds})
     lines = [
         "Learning-rate grid: seed 1, valid split, loss at `<mask>` in bits on the standard mask / on the whole-word "
@@ -286,7 +285,8 @@ def grid_markdown(grid: Grid, chosen: Dict[str, Optional[float]]) -> List[str]:
         "| arm | " + " | ".join(lr_label(lr) for lr in rates) + " | chosen |",
         "|---|" + "---:|" * len(rates) + "---:|",
     ]
-    for arm, found in grid.items():
+    for arm in chosen:
+        found = grid.get(arm, {})
         cells = []
         for lr in rates:
             if 1 not in found.get(lr, {}):
@@ -299,6 +299,10 @@ def grid_markdown(grid: Grid, chosen: Dict[str, Optional[float]]) -> List[str]:
         choice = chosen.get(arm)
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {lr_label(choice) if choice else 'not yet'} |")
     return lines
+
+
+# the verdicts on the loss at <mask>, which a collapsed seed voids (the probes stand: they read the encoder)
+LOSS_VERDICTS = ("vs_random_at_mask", "vs_random_whole_words", "vs_random_equal_tokens", "vs_random_equal_seconds")
 
 
 def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dict]]], chosen: Dict[str, Optional[float]],
@@ -340,7 +344,9 @@ def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dic
         "Verdicts against random masking (`masked_lm_plus` defaults, at its own chosen rate): difference of the means "
         "(ours − random), its standard error, and the call (ahead: better by more than 2 standard errors). Equal "
         "updates: the test split, on both yardsticks. Equal tokens and seconds: the arm's own yardstick, read off the "
-        "valid curves.",
+        "valid curves; equal seconds makes no call: the jobs shared the machine's cores under a load that varied "
+        f"(the same arm's seeds took {seconds_range(summary)} s), so training seconds measure the load as much as "
+        "the method.",
         "",
         "| arm | standard: Δ bits (SE) | call | whole-word: Δ bits (SE) | call | equal tokens: at M | Δ bits (SE) | call "
         "| equal seconds: at s | Δ bits (SE) | call | POS probe Δ (SE) | call | genre Δ (SE) | call |",
@@ -350,18 +356,42 @@ def markdown(summary: Dict[str, Dict], grid: Dict[str, Dict[float, Dict[int, dic
         if "vs_random_at_mask" not in row:
             continue
         cells = []
-        for key in ("vs_random_at_mask", "vs_random_whole_words", "vs_random_equal_tokens", "vs_random_equal_seconds",
-                    "vs_random_pos_probe", "vs_random_genre"):  # fmt: skip
+        for key in (*LOSS_VERDICTS, "vs_random_pos_probe", "vs_random_genre"):
             if key == "vs_random_equal_tokens":
                 cells.append(f"{row['equal_tokens'] / 1e6:.1f}")
             if key == "vs_random_equal_seconds":
                 cells.append(f"{row['equal_seconds']:.0f}")
             v = row.get(key)
-            cells += ["n/a", ""] if v is None else [f"{v['difference']:+.4f} ({v['standard_error']:.4f})", v["verdict"]]
+            call = "no call" if key == "vs_random_equal_seconds" else v and v["verdict"]
+            if row["collapsed_seeds"] and key in LOSS_VERDICTS:
+                call = "no verdict: collapsed"
+            cells += ["n/a", ""] if v is None else [f"{v['difference']:+.4f} ({v['standard_error']:.4f})", call]
         name = f"{arm} (decoder)" if row["decoder_loss"] else arm
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", DECODER_NOTE + "."]
     return "\n".join(lines)
+
+
+def seconds_range(summary: Dict[str, Dict]) -> str:
+    """The widest spread of training seconds between one arm's seeds, as
+    "LOW-HIGH" (the arm where it is widest)."""
+    low, high = max(((min(r), max(r)) for r in (row["seconds_per_seed"] for row in summary.values()) if r),
+                    key=lambda pair: pair[1] - pair[0], default=(0, 0))  # fmt: skip
+    return f"{low:.0f}-{high:.0f}"
+
+
+def grid_extent(summary: Dict[str, Dict]) -> str:
+    """The rates the arms tried on seed 1: "N to M rates between LOW and
+    HIGH" (one rate: "LOW")."""
+    grids = [[float(lr) for lr in row["grid"]] for row in summary.values() if row["grid"]]
+    if not grids:
+        return "no rate yet"
+    rates = sorted({lr for grid in grids for lr in grid})
+    sizes = sorted({len(grid) for grid in grids})
+    if len(rates) == 1:
+        return lr_label(rates[0])
+    count = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+    return f"{count} rates between {lr_label(rates[0])} and {lr_label(rates[-1])}"
 
 
 def headline_markdown(report: Dict) -> str:
@@ -375,8 +405,8 @@ def headline_markdown(report: Dict) -> str:
     lines = [
         f"The study ([docs/STUDY.md](docs/STUDY.md)): every method as an arm in one CPU regime (a {encoder['layers']} × "
         f"{encoder['dim']} RoBERTa on {config['tokens_per_sample']}-piece blocks, {config['batch_size']} blocks per update, "
-        f"{config['updates']:,} updates), each at its own learning rate (chosen on seed 1 from "
-        f"{', '.join(lr_label(lr) for lr in report['learning_rates']['grid'])} by the valid split), "
+        f"{config['updates']:,} updates), each at its own learning rate (chosen on seed 1 by the valid split from "
+        f"{grid_extent(report['summary'])}: each arm's grid in docs/STUDY.md), "
         f"{' or '.join(map(str, seeds)) or 'as yet no'} seeds, reported on the test split: the loss at the `<mask>` "
         "positions of a fixed standard mask and of a fixed whole-word mask, each against the train unigram on the same "
         "positions. An arm is ranked on its own yardstick (whole-word arms on the whole-word one); a call needs a "
@@ -393,7 +423,8 @@ def headline_markdown(report: Dict) -> str:
         tokens = row.get("vs_random_equal_tokens")
         against = f"{call['difference']:+.2f} ({call['standard_error']:.2f}) {call['verdict']}, {own}" if call else ""
         if row["collapsed_seeds"]:
-            against = f"collapsed (seeds {', '.join(map(str, row['collapsed_seeds']))}): no verdict"
+            collapsed = row["collapsed_seeds"]
+            against = f"collapsed (seed{'s' * (len(collapsed) > 1)} {', '.join(map(str, collapsed))}): no verdict"
         name = f"{arm} (decoder)" if row["decoder_loss"] else arm
         lines.append(
             f"| {name} | {lr_label(row['lr'])} | {len(row['seeds'])} | {fmt(standard, 3)} | "
