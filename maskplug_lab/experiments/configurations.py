@@ -104,7 +104,21 @@ STUDY_LR_GRID = (5e-4, 1e-3, 2e-3, 3e-3, 5e-3)
 STUDY_LR_LIMITS = (1e-4, 2e-2)
 # each study arm's chosen rate, as docs/study/study.json records it (a test checks they agree): the study
 # trains an arm as STUDY.flags() + its method's flags + ["--lr", its rate]
-STUDY_LEARNING_RATES: Dict[str, float] = {}
+STUDY_LEARNING_RATES: Dict[str, float] = {
+    "stock": 0.003,
+    "random": 0.003,
+    "mae_lm_decoder4": 0.002,
+    "mae_lm": 0.001,
+    "cosine_mae_lm": 0.002,
+    "fully_explored_mae_lm": 0.001,
+    "linear": 0.005,
+    "cosine": 0.005,
+    "whole_word": 0.003,
+    "pos": 0.005,
+    "mapnet": 0.005,
+    "mapnet_reference": 0.003,
+    "fully_explored_compute": 0.003,
+}
 # the same, two hundred times shorter: the tests and a first look
 STUDY_QUICK = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=16, batch_size=32, updates=30,
                                     optimizer=OptimizerRecipe(lr=3e-3))  # fmt: skip

@@ -314,6 +314,18 @@ def chosen_rates(grid: Dict[str, Dict[float, Dict[int, dict]]], arms: List[str],
     return chosen
 
 
+def report_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], arms: List[str], summary: Dict[str, Dict],
+                    chosen: Dict[str, Optional[float]], baselines: Dict, genre_majority: Optional[float],
+                    genre_random_init: List[float]) -> str:  # fmt: skip
+    """OUT/study.md below its title: the parity runs and single tries (the
+    result files' ``grid``), then the tables of ``summary`` (a study.json's
+    ``summary``, ``chosen``, ``baselines`` and genre figures give the same
+    text back: docs/study/study.md is checked so)."""
+    parity = parity_markdown(grid, PARITY_LR) + tries_markdown(grid, [*arms, *(a.name for a in PARITY_ARMS)])
+    return "\n".join(parity + ["", ""] if parity else []) + markdown(summary, grid, chosen, baselines, genre_majority,
+                                                                       genre_random_init)  # fmt: skip
+
+
 def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[float], limits: Tuple[float, float],
            genre_majority, found_mechanisms: Dict) -> str:  # fmt: skip
     """Write OUT/study.json, OUT/study.md, OUT/headline.md (the README's
@@ -334,9 +346,7 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
         unigram = next(iter(results.values()))[0]["final_scores"]["unigram_at_mask_bits"]  # one reference: same positions
         plot_curves(results, unigram, out / "curves.png", title)
         plot_probes(summary, baselines, out / "probes.png")
-    parity = parity_markdown(grid, PARITY_LR) + tries_markdown(grid, [*arms, *(a.name for a in PARITY_ARMS)])
-    text = "\n".join(parity + ["", ""] if parity else []) + markdown(summary, grid, chosen, baselines,
-                                                                          genre_majority, genre_random_init)  # fmt: skip
+    text = report_markdown(grid, arms, summary, chosen, baselines, genre_majority, genre_random_init)
     (out / "study.md").write_text(title + "\n\n" + text + "\n")
     study = {"configuration": dataclasses.asdict(config),
              "learning_rates": {"grid": list(rates), "limits": list(limits), "chosen": chosen},
