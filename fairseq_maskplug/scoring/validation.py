@@ -143,8 +143,8 @@ class ValidationScores:
         the predictions (and whether that is collapse), the whole-word yardstick."""
         lines = [
             f"loss at <mask> {self.at_mask.loss_bits:.3f} bits (top-1 {self.at_mask.top1:.3f}), "
-            f"{self.below_unigram:+.3f} below the train unigram ({self.unigram_at_mask_bits:.3f}); "
-            f"the two-neighbour count model is {self.neighbours_below_unigram:+.3f} below "
+            f"{against_unigram(self.below_unigram)} the train unigram ({self.unigram_at_mask_bits:.3f}); "
+            f"the two-neighbour count model is {against_unigram(self.neighbours_below_unigram)} it "
             f"({self.neighbours_at_mask_bits:.3f})",
             f"spread of the predictions at <mask>: {self.spread_at_mask_bits:.4f} bits"
             + (
@@ -157,9 +157,16 @@ class ValidationScores:
             ww = self.whole_words
             lines.append(
                 f"whole-word mask: loss at <mask> {ww.loss_bits:.3f} bits per piece ({ww.count} pieces), "
-                f"{ww.below_unigram:+.3f} below the train unigram ({ww.unigram_bits:.3f}); spread {ww.spread_bits:.4f} bits"
+                f"{against_unigram(ww.below_unigram)} the train unigram ({ww.unigram_bits:.3f}); "
+                f"spread {ww.spread_bits:.4f} bits"
             )
         return "\n".join(lines)
+
+
+def against_unigram(below: float) -> str:
+    """How far a loss is from the unigram's, in words: "1.649 below" or
+    "0.038 above" (``below``: the unigram's loss minus it, bits)."""
+    return f"{abs(below):.3f} {'below' if below >= 0 else 'above'}"
 
 
 def load_for_masking(checkpoint: str, data: str, **task_overrides):
