@@ -118,6 +118,7 @@ STUDY_LEARNING_RATES: Dict[str, float] = {
     "mapnet": 0.005,
     "mapnet_reference": 0.003,
     "fully_explored_compute": 0.003,
+    "fully_explored": 0.005,
 }
 # the same, two hundred times shorter: the tests and a first look
 STUDY_QUICK = TrainingConfiguration(ENCODERS["tiny"], tokens_per_sample=16, batch_size=32, updates=30,
