@@ -49,9 +49,13 @@ def test_the_benchmark_table_is_its_json():
 
 
 def test_the_masking_cost_table_is_its_two_runs():
-    runs = [json.loads((DOCS / name).read_text())["masking_cost"] for name in ("benchmark_cpu.json", "masking_cost_cpu_b.json")]
-    costs = [MaskingCost(**{key: run[key] for key in MaskingCost.__dataclass_fields__}
-                         | {"seconds_by_batch": {int(b): s for b, s in run["seconds_by_batch"].items()}}) for run in runs]
+    names = ("benchmark_cpu.json", "masking_cost_cpu_b.json")
+    runs = [json.loads((DOCS / name).read_text())["masking_cost"] for name in names]
+    costs = [
+        MaskingCost(**{key: run[key] for key in MaskingCost.__dataclass_fields__}
+                    | {"seconds_by_batch": {int(b): s for b, s in run["seconds_by_batch"].items()}})
+        for run in runs
+    ]  # fmt: skip
 
     def both(format_one):
         return " / ".join(format_one(cost) for cost in costs)
@@ -62,10 +66,10 @@ def test_the_masking_cost_table_is_its_two_runs():
     rows = {row[0]: row[1:] for row in table((DOCS / "RESULTS.md").read_text(), "| masking | µs per sequence, run A")}
     stock = rows["stock `MaskTokensDataset` (data loading, CPU; source + target item)"]
     assert stock[0] == both(lambda c: f"{per_sequence(c.stock_seconds, c):.1f}")
-    for batch in ("8", "32", "256"):
-        cells = rows[f"ours, batches of {batch}" + (" (draws + masking)" if batch == "8" else "")]
-        assert cells[0] == both(lambda c: f"{per_sequence(c.seconds_by_batch[int(batch)], c):.1f}"), batch
-        assert cells[1] == "**" + both(lambda c: f"{c.stock_seconds / c.seconds_by_batch[int(batch)]:.1f}") + "**", batch
+    for batch in (8, 32, 256):
+        cells = rows[f"ours, batches of {batch}" + (" (draws + masking)" if batch == 8 else "")]
+        assert cells[0] == both(lambda c, b=batch: f"{per_sequence(c.seconds_by_batch[b], c):.1f}"), batch
+        assert cells[1] == "**" + both(lambda c, b=batch: f"{c.stock_seconds / c.seconds_by_batch[b]:.1f}") + "**", batch
     draws = rows["of which the draws, batches of 32"][0]
     assert draws == both(lambda c: f"{per_sequence(c.masker_draws_seconds, c):.1f}") + " (" + both(
         lambda c: f"{c.masker_draws_seconds / c.masker_seconds:.0%}".replace("%", " %")) + ")"  # fmt: skip
