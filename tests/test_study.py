@@ -10,7 +10,7 @@ import pytest
 from harness import run_script
 from maskplug_lab.experiments.calibration import run_try
 from maskplug_lab.experiments.study import Job, StudySettings, arm_dir, curve
-from maskplug_lab.experiments.study_report import loss_at, verdict
+from maskplug_lab.experiments.study_report import loss_at, tries_markdown, verdict
 from maskplug_lab.experiments.study_runner import chosen_rate, plan_jobs
 
 
@@ -216,3 +216,17 @@ def test_the_plan_follows_the_result_files(tmp_path):
     parity = plan_jobs(settings, [], [1], parity=True)
     shared = [Job("stock", 1, 3e-3, False), Job("random_never_bos_eos", 1, 3e-3, False)]
     assert parity == [Job("random", s, 3e-3, False) for s in (1, 2, 3)] + shared
+
+
+def test_single_tries_are_the_jobs_outside_the_plan():
+    def job(loss):
+        scores = {"at_mask": {"loss_bits": loss}, "whole_words": {"loss_bits": loss + 1}, "unigram_at_mask_bits": 8.4}
+        return {"final_scores": scores, "test_scores": scores, "collapsed": False}
+
+    grid = {
+        "mae_lm": {0.001: {1: job(6.8), 2: job(6.6)}, 0.002: {1: job(6.5), 2: job(8.4), 3: job(7.0)}},
+        "mae_lm_pre_ln": {0.002: {2: job(6.3)}},
+    }
+    rows = [line for line in tries_markdown(grid, ["mae_lm"], {"mae_lm": 0.002}) if line.startswith("| mae_lm")]
+    # the grid's seed 1 and the chosen rate's seeds are the plan; seed 2 at 1e-3 and the other arm are tries
+    assert [row.split(" | ")[:3] for row in rows] == [["| mae_lm", "0.001", "2"], ["| mae_lm_pre_ln", "0.002", "2"]]

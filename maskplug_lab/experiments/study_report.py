@@ -459,15 +459,18 @@ def downstream_markdown(summary: Dict[str, Dict]) -> List[str]:
     return lines
 
 
-def tries_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], planned: List[str]) -> List[str]:
-    """Every job of an arm outside ``planned`` (the study's arms and the
-    parity arms): the single tries, valid and test, both yardsticks."""
+def tries_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], planned: List[str],
+                   chosen: Dict[str, Optional[float]]) -> List[str]:  # fmt: skip
+    """The single tries, valid and test, both yardsticks: every job of an arm
+    outside ``planned`` (the study's arms and the parity arms), and a planned
+    arm's jobs beyond its plan (a seed other than 1 at a rate other than
+    its ``chosen`` one)."""
     rows = []
     for arm, rates in grid.items():
-        if arm in planned:
-            continue
         for lr, seeds in sorted(rates.items()):
             for seed, result in sorted(seeds.items()):
+                if arm in planned and (seed == 1 or lr == chosen.get(arm)):
+                    continue
                 rows.append(
                     f"| {arm} | {lr_label(lr)} | {seed} | {split_bits(result, 'valid', 'at_mask'):.3f} | "
                     f"{split_bits(result, 'test', 'at_mask'):.3f} | {split_bits(result, 'test', 'whole_words'):.3f} | "
@@ -476,7 +479,7 @@ def tries_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], planned: List[
                 )
     if not rows:
         return []
-    return ["", "Single tries (arms outside the study's plan):", "",
+    return ["", "Single tries (jobs outside the study's plan):", "",
             "| arm | lr | seed | valid: loss at `<mask>` | test: loss at `<mask>` | test: whole words | below the unigram "
             "(test) | collapsed |", "|---|---:|---:|---:|---:|---:|---:|---|", *rows]  # fmt: skip
 

@@ -321,7 +321,7 @@ def report_markdown(grid: Dict[str, Dict[float, Dict[int, dict]]], arms: List[st
     result files' ``grid``), then the tables of ``summary`` (a study.json's
     ``summary``, ``chosen``, ``baselines`` and genre figures give the same
     text back: docs/study/study.md is checked so)."""
-    parity = parity_markdown(grid, PARITY_LR) + tries_markdown(grid, [*arms, *(a.name for a in PARITY_ARMS)])
+    parity = parity_markdown(grid, PARITY_LR) + tries_markdown(grid, [*arms, *(a.name for a in PARITY_ARMS)], chosen)
     return "\n".join(parity + ["", ""] if parity else []) + markdown(summary, grid, chosen, baselines, genre_majority,
                                                                        genre_random_init)  # fmt: skip
 
