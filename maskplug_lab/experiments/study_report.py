@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from .study import WHOLE_WORD_ARMS, lr_label
 
@@ -31,14 +31,15 @@ def load_results(out: Path, order: List[str]) -> Dict[str, List[dict]]:
     return {arm: sorted(results[arm], key=lambda r: r["seed"]) for arm in order if arm in results}
 
 
-def load_grid(out: Path) -> Dict[str, Dict[float, Dict[int, dict]]]:
+def load_grid(out: Path, order: Sequence[str] = ()) -> Dict[str, Dict[float, Dict[int, dict]]]:
     """{arm: {learning rate: {seed: result.json}}} of every job trained at a
-    rate of its own (``OUT/runs/ARM/lrLR/seedS/result.json``)."""
+    rate of its own (``OUT/runs/ARM/lrLR/seedS/result.json``); the arms of
+    ``order`` first, in that order, then the others (parity arms, tries)."""
     grid: Dict[str, Dict[float, Dict[int, dict]]] = {}
     for path in sorted((out / "runs").glob("*/lr*/seed*/result.json")):
         record = json.loads(path.read_text())
         grid.setdefault(record["arm"], {}).setdefault(record["lr"], {})[record["seed"]] = record
-    return grid
+    return {arm: grid[arm] for arm in dict.fromkeys([*order, *grid]) if arm in grid}
 
 
 def yardstick(arm: str) -> str:

@@ -330,8 +330,7 @@ def report(settings: StudySettings, out: Path, arms: List[str], rates: Sequence[
            genre_majority, found_mechanisms: Dict) -> str:  # fmt: skip
     """Write OUT/study.json, OUT/study.md, OUT/headline.md (the README's
     summary), OUT/curves.png and OUT/probes.png; return the Markdown."""
-    grid = load_grid(out)
-    grid = {arm: grid[arm] for arm in [*arms, *grid] if arm in grid}  # the arms' order, then the others (parity)
+    grid = load_grid(out, arms)
     chosen = chosen_rates(grid, arms, rates, limits)
     results = {arm: [found[seed] for seed in sorted(found)]
                for arm, lr in chosen.items() if lr is not None for found in [grid[arm][lr]]
